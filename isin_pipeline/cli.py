@@ -1,0 +1,107 @@
+"""``isin-pipeline``: one command line for the broker, the producer, the stream app and the tools."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from pydantic import ValidationError
+
+from isin_pipeline import __version__
+from isin_pipeline.errors import PipelineError
+from isin_pipeline.logs import setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+def _add_broker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "broker",
+        help="run the embedded Kafka-compatible broker (tansu) in the foreground",
+        description="Run the embedded, memory-only, Kafka-compatible broker on 127.0.0.1 until Ctrl-C. "
+        "For development and the demo; production runs on Apache Kafka.",
+    )
+    p.add_argument("--port", type=int, default=9092, help="listen port (default 9092)")
+
+    def run(args: argparse.Namespace) -> int:
+        from isin_pipeline.broker import run_foreground
+
+        return run_foreground(args.port)
+
+    p.set_defaults(func=run)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "demo",
+        help="run the whole pipeline once on the embedded broker",
+        description="Start the embedded broker and a stream worker, serve a bundled real ISIN list over "
+        "loopback HTTP, run one produce, wait for the table to catch up, show the result, stop.",
+    )
+    p.add_argument("--keep-running", action="store_true", help="leave everything up for exploring the API until Ctrl-C")
+    p.add_argument("--web-port", type=int, default=0, help="HTTP API port (default: a free port)")
+
+    def run(args: argparse.Namespace) -> int:
+        from isin_pipeline.demo import run_demo
+
+        return run_demo(keep_running=args.keep_running, web_port=args.web_port, log_level=args.log_level)
+
+    p.set_defaults(func=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from producer import cli as producer_cli
+    from stream_app import cli as stream_cli
+
+    parser = argparse.ArgumentParser(
+        prog="isin-pipeline",
+        description="Daily ISIN lists into Kafka: validated Avro events, a deduplicated table, "
+        "a log-compacted topic of current records, and an HTTP API. "
+        "Configuration comes from the environment (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...); "
+        "see the README.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level (LOG_LEVEL, default INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="log line format on stderr (LOG_FORMAT, default text)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_broker(sub)
+    producer_cli.add_parser(sub)
+    stream_cli.add_parser(sub)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        return int(args.func(args))
+    except PipelineError as exc:
+        print(f"isin-pipeline {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "settings"
+        print(f"isin-pipeline {args.command}: configuration error: {where}: {first.get('msg')}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"isin-pipeline {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Kafka connection settings shared by every side, and the client configs built from them.
+
+``KafkaSettings`` is the base of each package's own settings object (``ProducerSettings``,
+``StreamSettings``): it is read from the environment once, in the entry point. Security
+settings are turned into the same meaning for confluent-kafka (librdkafka), aiokafka
+(through Faust) and the Schema Registry client, in one place.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def header(headers: Any, name: str) -> bytes | None:
+    """The value of a record header, from confluent-kafka's list of pairs or dict, or None."""
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for key, value in pairs:
+        if key == name:
+            return value if isinstance(value, bytes) or value is None else str(value).encode()
+    return None
+
+
+class KafkaSettings(BaseSettings):
+    """Connection, security and topic settings. Environment names are the field names, upper-cased."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_file=None)
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_client_id: str = "isin-pipeline"
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = None
+    kafka_ssl_certificate_location: Path | None = None
+    kafka_ssl_key_location: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
+
+    schema_registry_url: str | None = None
+    schema_registry_basic_auth_user_info: SecretStr | None = None
+    """``user:password`` for the Schema Registry's HTTP basic auth."""
+    schema_registry_ssl_ca_location: Path | None = None
+
+    topic_raw: str = "isin.events"
+    topic_current: str = "isin.current"
+    topic_dlq: str = "isin.dlq"
+    topic_runs: str = "isin.runs"
+    topic_partitions: int = 6
+    """Partitions of the raw and current topics; they must be equal (co-partitioned)."""
+    topic_replication_factor: int = 1
+    topic_raw_retention_ms: int = 7 * DAY_MS
+    topic_dlq_retention_ms: int = 30 * DAY_MS
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        proto = self.kafka_security_protocol
+        sasl_complete = self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        if proto.startswith("SASL") and not sasl_complete:
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={proto} needs KAFKA_SASL_MECHANISM, "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        if bool(self.kafka_ssl_certificate_location) != bool(self.kafka_ssl_key_location):
+            raise ValueError("mTLS needs both KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION")
+        if self.topic_partitions < 1:
+            raise ValueError("TOPIC_PARTITIONS must be at least 1")
+        return self
+
+    # -- confluent-kafka -------------------------------------------------------------
+
+    def confluent_config(self) -> dict[str, Any]:
+        """Connection and security properties for any confluent-kafka client."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "client.id": self.kafka_client_id,
+            "security.protocol": self.kafka_security_protocol.lower(),
+        }
+        if self.kafka_security_protocol.startswith("SASL"):
+            assert self.kafka_sasl_password is not None
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.uses_tls:
+            if self.kafka_ssl_ca_location:
+                conf["ssl.ca.location"] = str(self.kafka_ssl_ca_location)
+            if self.kafka_ssl_certificate_location:
+                conf["ssl.certificate.location"] = str(self.kafka_ssl_certificate_location)
+                conf["ssl.key.location"] = str(self.kafka_ssl_key_location)
+            if self.kafka_ssl_key_password:
+                conf["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
+            if not self.kafka_ssl_check_hostname:
+                conf["ssl.endpoint.identification.algorithm"] = "none"
+        return conf
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    # -- aiokafka, through Faust -------------------------------------------------------
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for aiokafka, equivalent to the librdkafka ``ssl.*`` properties."""
+        if not self.uses_tls:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.kafka_ssl_ca_location) if self.kafka_ssl_ca_location else None)
+        ctx.check_hostname = self.kafka_ssl_check_hostname
+        if self.kafka_ssl_certificate_location:
+            password = self.kafka_ssl_key_password.get_secret_value() if self.kafka_ssl_key_password else None
+            ctx.load_cert_chain(
+                str(self.kafka_ssl_certificate_location),
+                str(self.kafka_ssl_key_location),
+                password=password,
+            )
+        return ctx
+
+    def faust_credentials(self) -> Any | None:
+        """``broker_credentials`` for faust.App: SASL (PLAIN or SCRAM) over TLS or not, or TLS alone."""
+        import faust
+
+        ctx = self.ssl_context()
+        if self.kafka_security_protocol.startswith("SASL"):
+            assert self.kafka_sasl_password is not None and self.kafka_sasl_username is not None
+            # SASLCredentials picks SASL_SSL when given a TLS context, SASL_PLAINTEXT otherwise.
+            return faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=self.kafka_sasl_password.get_secret_value(),
+                ssl_context=ctx,
+                mechanism=self.kafka_sasl_mechanism,
+            )
+        if ctx is not None:
+            return faust.SSLCredentials(ctx)
+        return None
+
+    # -- Schema Registry ---------------------------------------------------------------
+
+    def schema_registry_config(self) -> dict[str, Any] | None:
+        if not self.schema_registry_url:
+            return None
+        conf: dict[str, Any] = {"url": self.schema_registry_url}
+        if self.schema_registry_basic_auth_user_info:
+            conf["basic.auth.user.info"] = self.schema_registry_basic_auth_user_info.get_secret_value()
+        if self.schema_registry_ssl_ca_location:
+            conf["ssl.ca.location"] = str(self.schema_registry_ssl_ca_location)
+        return conf
+
+    def describe(self) -> dict[str, Any]:
+        """A log-safe summary: no secrets, ever."""
+        return {
+            "bootstrap": self.kafka_bootstrap_servers,
+            "security_protocol": self.kafka_security_protocol,
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            "schema_registry": bool(self.schema_registry_url),
+            "topics": {
+                "raw": self.topic_raw,
+                "current": self.topic_current,
+                "dlq": self.topic_dlq,
+                "runs": self.topic_runs,
+            },
+            "partitions": self.topic_partitions,
+        }

@@ -1,0 +1,108 @@
+"""The pipeline's topics, created with explicit partitions and configs, and checked when they exist."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from isin_pipeline.errors import BrokerError
+from isin_pipeline.kafka import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: Mapping[str, str] = field(default_factory=dict)
+    must_match_partitions: bool = True
+    """Fail if an existing topic has another partition count (co-partitioned topics)."""
+
+
+def pipeline_topics(s: KafkaSettings) -> list[TopicSpec]:
+    """Every topic isin-pipeline writes. Always explicit: some clients fail on topics without configs."""
+    keep_forever = {"retention.ms": "-1", "retention.bytes": "-1"}
+    return [
+        TopicSpec(
+            s.topic_raw,
+            s.topic_partitions,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(s.topic_raw_retention_ms),
+                "retention.bytes": "-1",
+            },
+        ),
+        TopicSpec(
+            s.topic_current,
+            s.topic_partitions,
+            {
+                "cleanup.policy": "compact",
+                **keep_forever,
+                # Keep tombstones a day so that consumers that read daily still see deletes.
+                "delete.retention.ms": str(24 * 3600 * 1000),
+                "min.compaction.lag.ms": "0",
+            },
+        ),
+        TopicSpec(
+            s.topic_dlq,
+            s.topic_partitions,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(s.topic_dlq_retention_ms),
+                "retention.bytes": "-1",
+            },
+            must_match_partitions=False,
+        ),
+        TopicSpec(s.topic_runs, 1, {"cleanup.policy": "compact", **keep_forever}),
+    ]
+
+
+def ensure_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: float = 15.0) -> list[str]:
+    """Create the missing topics; check the partitions of existing ones. Returns the names created."""
+    specs = list(specs)
+    admin = AdminClient(s.confluent_config())
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka at {s.kafka_bootstrap_servers}: {exc.args[0]}") from exc
+    existing = metadata.topics
+    for spec in specs:
+        topic = existing.get(spec.name)
+        if topic is None or topic.error is not None:
+            continue
+        have = len(topic.partitions)
+        if spec.must_match_partitions and have != spec.partitions:
+            raise BrokerError(
+                f"topic {spec.name} has {have} partitions but TOPIC_PARTITIONS={spec.partitions}; "
+                "the raw and current topics must be co-partitioned: set TOPIC_PARTITIONS to match"
+            )
+    missing = [spec for spec in specs if spec.name not in existing or existing[spec.name].error]
+    if not missing:
+        return []
+    new = [
+        NewTopic(
+            spec.name,
+            num_partitions=spec.partitions,
+            replication_factor=s.topic_replication_factor,
+            config=dict(spec.config),
+        )
+        for spec in missing
+    ]
+    created: list[str] = []
+    for name, future in admin.create_topics(new, request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise BrokerError(f"cannot create topic {name}: {err}") from exc
+        logger.info("created topic %s", name)
+        created.append(name)
+    return created

@@ -1,0 +1,1 @@
+"""The scheduled producer: download, parse, validate and publish an ISIN list."""

@@ -1,0 +1,175 @@
+"""Publish a run's records with an idempotent confluent-kafka producer.
+
+ISIN events go to the raw topic keyed by ISIN (murmur2, like every non-librdkafka client),
+dead letters to the dead-letter topic, and after a completed run one ``EndOfRun`` marker to
+every partition of the raw topic. Every delivery is counted per partition; the run fails if
+any record is still unacknowledged or failed after the final flush.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from isin_pipeline.errors import BrokerError, PublishError
+from producer.settings import ProducerSettings
+
+logger = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+POLL_EVERY = 1000
+BROKERS_DOWN_GRACE_S = 10.0
+
+
+@dataclass
+class PartitionStats:
+    """What was acknowledged for one raw-topic partition in this run."""
+
+    events: int = 0
+    first_offset: int = -1
+    last_offset: int = -1
+
+
+class Publisher:
+    """Owns one confluent-kafka Producer, created on ``connect()``, never at construction."""
+
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+    ) -> None:
+        self._settings = settings
+        self._factory = producer_factory
+        self._producer: Producer | None = None
+        self._raw_topic = settings.topic_raw
+        self.partitions: dict[int, PartitionStats] = {}
+        self.delivered = 0
+        self.dead_letters_delivered = 0
+        self.failed = 0
+        self._first_error: str | None = None
+        self._fatal: str | None = None
+        self._brokers_down_since: float | None = None
+        self._since_poll = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def connect(self, timeout: float = 10.0) -> int:
+        """Create the producer and check the raw topic; returns its partition count."""
+        conf = {
+            **self._settings.producer_config(),
+            "on_delivery": self._on_delivery,
+            "error_cb": self._on_error,
+        }
+        self._producer = self._factory(conf)
+        try:
+            md = self._producer.list_topics(self._raw_topic, timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot reach Kafka at {self._settings.kafka_bootstrap_servers}: {exc.args[0]}") from exc
+        topic = md.topics.get(self._raw_topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise BrokerError(f"topic {self._raw_topic} does not exist on {self._settings.kafka_bootstrap_servers}")
+        count = len(topic.partitions)
+        self.partitions = {p: PartitionStats() for p in range(count)}
+        return count
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            raise RuntimeError("Publisher.connect() was not called")
+        return self._producer
+
+    # -- callbacks (run inside poll/flush, on this thread) -----------------------------------
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.failed += 1
+            if self._first_error is None:
+                self._first_error = f"{err.name()}: {err.str()}"
+            if err.fatal():
+                self._fatal = f"{err.name()}: {err.str()}"
+            return
+        self._brokers_down_since = None
+        if msg.topic() == self._raw_topic:
+            if msg.key() is None:  # an end-of-run marker, not an event
+                return
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None and offset is not None  # set on every delivered message
+            stats = self.partitions.get(partition)
+            if stats is None:
+                stats = self.partitions[partition] = PartitionStats()
+            stats.events += 1
+            if stats.first_offset < 0 or offset < stats.first_offset:
+                stats.first_offset = offset
+            if offset > stats.last_offset:
+                stats.last_offset = offset
+            self.delivered += 1
+        else:
+            self.dead_letters_delivered += 1
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = f"{err.name()}: {err.str()}"
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN and self._brokers_down_since is None:
+            self._brokers_down_since = time.monotonic()
+        logger.warning("kafka client error: %s", err.str())
+
+    def _check_health(self) -> None:
+        if self._fatal:
+            raise PublishError(f"the Kafka producer hit a fatal error: {self._fatal}")
+        down = self._brokers_down_since
+        if down is not None and time.monotonic() - down > BROKERS_DOWN_GRACE_S:
+            raise PublishError(
+                f"lost the connection to every Kafka broker at {self._settings.kafka_bootstrap_servers} "
+                f"for more than {BROKERS_DOWN_GRACE_S:.0f}s"
+            )
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> None:
+        producer = self.producer
+        kwargs: dict[str, Any] = {"headers": headers} if headers else {}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                producer.produce(topic, value, key, **kwargs)
+                break
+            except BufferError:
+                # librdkafka's queue is full: serve deliveries until there is room.
+                producer.poll(0.05)
+                self._check_health()
+        self._since_poll += 1
+        if self._since_poll >= POLL_EVERY:
+            self._since_poll = 0
+            producer.poll(0)
+            self._check_health()
+
+    def flush(self, what: str) -> None:
+        """Wait for every queued record; raise PublishError if any is missing or failed."""
+        timeout = self._settings.producer_flush_timeout_s
+        deadline = time.monotonic() + timeout
+        remaining = len(self.producer)
+        while remaining and time.monotonic() < deadline:
+            remaining = self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            self._check_health()
+        if remaining:
+            raise PublishError(f"{remaining} {what} not acknowledged by Kafka within {timeout:.0f}s")
+        if self.failed:
+            raise PublishError(f"{self.failed} {what} failed delivery; first error: {self._first_error}")
+
+    def close(self) -> None:
+        """Best-effort flush of anything still queued (for error paths)."""
+        if self._producer is not None and len(self._producer):
+            self._producer.flush(5.0)

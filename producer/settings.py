@@ -1,0 +1,87 @@
+"""The producer's settings: one frozen object, read from the environment in the entry point."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from pydantic import Field, SecretStr, field_validator
+
+from isin_pipeline.kafka import KafkaSettings
+
+
+class ProducerSettings(KafkaSettings):
+    """Kafka settings (see ``KafkaSettings``) plus download and publish tuning."""
+
+    # -- download -----------------------------------------------------------------------
+    http_connect_timeout_s: float = 10.0
+    http_read_timeout_s: float = 60.0
+    """Longest silence allowed between two chunks of the body."""
+    http_retries: int = Field(default=4, ge=0)
+    """Retries after the first attempt, on connection errors, 429 and 5xx."""
+    http_backoff_s: float = Field(default=1.0, ge=0)
+    """Base of the exponential backoff (with full jitter) between attempts."""
+    http_backoff_max_s: float = 60.0
+    http_max_bytes: int = 2 * 1024**3
+    """Refuse a body larger than this (before or after decompression by the server)."""
+    source_http_headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra request headers for vendor feeds, as JSON: ``{"X-Api-Key": "..."}``. Never logged."""
+    source_username: str | None = None
+    source_password: SecretStr | None = None
+    source_bearer_token: SecretStr | None = None
+    spool_dir: str | None = None
+    """Where downloads are spooled before parsing (default: the system temp dir)."""
+
+    # -- publish ------------------------------------------------------------------------
+    producer_linger_ms: int = 20
+    producer_compression: str = "lz4"
+    producer_batch_bytes: int = 1024 * 1024
+    producer_queue_max_kbytes: int = 64 * 1024
+    """Bound on librdkafka's in-memory queue, which bounds the producer's memory."""
+    producer_delivery_timeout_ms: int = 60_000
+    producer_flush_timeout_s: float = 120.0
+
+    @field_validator("source_http_headers", mode="before")
+    @classmethod
+    def _headers_from_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError("SOURCE_HTTP_HEADERS must be a JSON object of header names to values")
+        return value
+
+    def http_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.http_connect_timeout_s,
+            read=self.http_read_timeout_s,
+            write=self.http_read_timeout_s,
+            pool=self.http_connect_timeout_s,
+        )
+
+    def http_auth(self) -> httpx.Auth | None:
+        if self.source_username and self.source_password:
+            return httpx.BasicAuth(self.source_username, self.source_password.get_secret_value())
+        return None
+
+    def http_headers(self) -> dict[str, str]:
+        headers = {k: v.get_secret_value() for k, v in self.source_http_headers.items()}
+        if self.source_bearer_token:
+            headers["Authorization"] = f"Bearer {self.source_bearer_token.get_secret_value()}"
+        return headers
+
+    def producer_config(self) -> dict[str, Any]:
+        """confluent-kafka producer properties: idempotent, acks=all, murmur2 like Java and Faust."""
+        return {
+            **self.confluent_config(),
+            "enable.idempotence": True,
+            "acks": "all",
+            # librdkafka's default partitioner is CRC32; every other client uses murmur2.
+            "partitioner": "murmur2_random",
+            "linger.ms": self.producer_linger_ms,
+            "compression.type": self.producer_compression,
+            "batch.size": self.producer_batch_bytes,
+            "queue.buffering.max.kbytes": self.producer_queue_max_kbytes,
+            "queue.buffering.max.messages": 1_000_000,
+            "delivery.timeout.ms": self.producer_delivery_timeout_ms,
+        }

@@ -1,0 +1,141 @@
+"""The Faust app, built from settings. Nothing happens at import time.
+
+``create_app(settings)`` is what ``isin-pipeline stream`` runs. For Faust's own command
+line (``faust -A stream_app.app worker``) the module-level ``app`` is created on first
+access from the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from faust.types import TP
+
+from isin_pipeline.topics import ensure_topics, pipeline_topics
+from schemas import Serde, make_serde
+from stream_app.batching import BatchingApp
+from stream_app.dedup import Dedup
+from stream_app.output import OutputWriter
+from stream_app.reindex import RawRangeReader
+from stream_app.seen import SeenIndex
+from stream_app.settings import StreamSettings
+from stream_app.store import FaustTableStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamContext:
+    """What the dedup loop and the HTTP API share; attached to the app as ``app.isin``."""
+
+    settings: StreamSettings
+    serde: Serde
+    table: Any
+    store: FaustTableStore
+    dedup: Dedup
+    output: OutputWriter
+    seen: SeenIndex
+
+
+def create_app(settings: StreamSettings) -> BatchingApp:
+    from stream_app import web
+
+    servers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
+    app = BatchingApp(
+        settings.app_id,
+        broker=servers,
+        broker_credentials=settings.faust_credentials(),
+        store="rocksdb://",
+        datadir=str(settings.state_dir),
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=settings.advertised_url,
+        web_in_thread=False,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_max_poll_interval=settings.max_poll_interval_s,
+        broker_max_poll_records=settings.max_poll_records,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_commit_every=50_000,
+        consumer_max_fetch_size=settings.fetch_max_bytes,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=settings.standby_replicas,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_allow_declare=True,
+        producer_acks=-1,
+    )
+    if settings.verify_end_offsets:
+        app.end_offset_check_conf = settings.confluent_config()
+    partitions = settings.topic_partitions
+    raw = app.topic(
+        settings.topic_raw,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=False,
+    )
+    changelog = app.topic(
+        settings.topic_current,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        compacting=True,
+        deleting=False,
+        internal=True,
+    )
+    table = app.Table(
+        settings.table_name,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=partitions,
+        changelog_topic=changelog,
+        help="Current record of every ISIN, keyed by ISIN; changelog = the current-records topic.",
+    )
+    serde = make_serde(settings.schema_registry_config())
+    store = FaustTableStore(table)
+    output = OutputWriter(settings.output_producer_config(), settings.topic_current, settings.output_flush_timeout_s)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    seen = SeenIndex(settings.state_dir / f"{settings.app_id}-seen.rdb")
+    reindex = RawRangeReader(settings.confluent_config(), settings.topic_raw)
+    dedup = Dedup(serde, store, output, seen, reindex, settings.topic_current)
+    ctx = StreamContext(settings, serde, table, store, dedup, output, seen)
+    app.isin = ctx  # type: ignore[attr-defined]
+
+    async def handle(tp: TP, records: list[Any]) -> None:
+        await dedup.process(tp.partition, records)
+
+    app.batch_topic(raw, handle)
+
+    @app.on_partitions_assigned.connect  # type: ignore[misc]
+    async def on_assigned(app_: Any, assigned: set[TP], **kwargs: Any) -> None:
+        seen.on_assigned(tp.partition for tp in assigned if tp.topic == settings.topic_raw)
+
+    @app.on_before_shutdown.connect  # type: ignore[misc]
+    def on_shutdown(app_: Any, **kwargs: Any) -> None:
+        output.close()
+
+    web.register(app, ctx)
+    return app
+
+
+def prepare_topics(settings: StreamSettings) -> None:
+    """Create the raw and current topics with their real configs before Faust starts."""
+    ensure_topics(
+        settings, [t for t in pipeline_topics(settings) if t.name in (settings.topic_raw, settings.topic_current)]
+    )
+
+
+_lazy: dict[str, BatchingApp] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """``stream_app.app.app`` for ``faust -A stream_app.app worker``: built on first access."""
+    if name == "app":
+        if "app" not in _lazy:
+            _lazy["app"] = create_app(StreamSettings())
+        return _lazy["app"]
+    raise AttributeError(name)

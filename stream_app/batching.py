@@ -1,0 +1,170 @@
+"""A documented route around Faust's per-event machinery, for the raw events topic only.
+
+Profiling a Faust worker here (see the README's Performance section) shows that its
+ceiling is not Kafka but Faust's per-message path: for every message the consumer's
+drain loop wraps the delivery in two tasks (``Service.wait_first``), the conductor
+decodes it into an ``Event``, puts it on a queue, and the stream pulls, acks and tracks
+it. That costs tens of microseconds a message before any of our code runs.
+
+``BatchingConsumer`` keeps everything else Faust does: group membership, Faust's
+partition assignor (which co-partitions the raw topic with the table's changelog), table
+recovery and standbys, offset commits, rebalance flow control and the web server. It
+changes one thing: records of the topics registered in ``app.batch_handlers`` are
+handed, as fetched, one list per partition, to an async handler. Offsets are committed
+through Faust's commit loop, only up to what a handler has returned from. Every other
+topic (Faust's own, the changelog during recovery) goes through Faust's usual path.
+
+Also here: ``highwaters`` is checked against a fetch's high watermark, because the
+embedded broker answers ListOffsets(latest) wrongly and Faust's recovery depends on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from isin_pipeline.offsets import verified_end_offsets
+
+logger = logging.getLogger(__name__)
+
+BatchHandler = Callable[[TP, list[Any]], Awaitable[None]]
+
+
+class BatchingConsumer(faust_aiokafka.Consumer):
+    _n_acked: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch_next: dict[TP, int] = {}
+        self._batch_lock: asyncio.Lock | None = None
+
+    @property
+    def _handlers(self) -> Mapping[str, BatchHandler]:
+        return getattr(self.app, "batch_handlers", {})
+
+    def _lock(self) -> asyncio.Lock:
+        if self._batch_lock is None:
+            self._batch_lock = asyncio.Lock()
+        return self._batch_lock
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by integration tests
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        read_offset = self._read_offset
+        handlers = self._handlers
+        commit_every = self._commit_every
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                records, active = await self._wait_next_records(1.0)
+                await asyncio.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                generation = self.app.consumer_generation_id
+                for tp, batch in records.items():
+                    if not self.flow_active or self.app.consumer_generation_id != generation:
+                        break
+                    if active is not None and tp not in active and tp not in self._buffered_partitions:
+                        continue
+                    r_offset = read_offset[tp]
+                    if r_offset is not None:
+                        batch = [r for r in batch if r.offset > r_offset]
+                    if not batch:
+                        continue
+                    handler = handlers.get(tp.topic)
+                    if handler is None:
+                        await self._deliver_one_by_one(tp, batch)
+                        continue
+                    async with self._lock():
+                        if not self.flow_active:
+                            break
+                        await handler(tp, batch)
+                    last = batch[-1].offset
+                    read_offset[tp] = last
+                    self._batch_next[tp] = last + 1
+                    self._acked[tp]  # registers tp for Faust's commit loop
+                    self._n_acked += len(batch)
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                logger.info("broker stopped consumer, shutting down")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            logger.exception("drain messages raised: %r", exc)
+            raise
+
+    async def _deliver_one_by_one(self, tp: TP, batch: list[Any]) -> None:
+        """Faust's own per-message delivery, as in ``Consumer._drain_messages``."""
+        callback = self.callback
+        read_offset = self._read_offset
+        generation = self.app.consumer_generation_id
+        for record in batch:
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                return
+            offset = record.offset
+            r_offset = read_offset[tp]
+            if r_offset is not None and offset - r_offset > 1 and self.app.topics.acks_enabled_for(tp.topic):
+                await self._add_gap(tp, r_offset + 1, offset)
+            if self._commit_every is not None and self._n_acked >= self._commit_every:
+                self._n_acked = 0
+                await self.commit()
+            await self.wait_first(callback(self._to_message(tp, record)), self.suspend_flow.wait())
+            read_offset[tp] = offset
+
+    def _new_offset(self, tp: TP) -> int | None:
+        if tp.topic in self._handlers:
+            return self._batch_next.pop(tp, None)
+        return super()._new_offset(tp)  # type: ignore[no-any-return]
+
+    async def wait_empty(self) -> None:
+        """Rebalance and shutdown wait here until the batch in flight is done."""
+        async with self._lock():
+            pass
+        await super().wait_empty()
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        reported: Mapping[TP, int] = await super().highwaters(*partitions)
+        conf = getattr(self.app, "end_offset_check_conf", None)
+        if not conf or not reported:
+            return reported
+        loop = asyncio.get_running_loop()
+        keyed = {(tp.topic, tp.partition): off for tp, off in reported.items() if off is not None}
+        fixed = await loop.run_in_executor(None, verified_end_offsets, conf, keyed)
+        return {tp: fixed.get((tp.topic, tp.partition), off) for tp, off in reported.items()}
+
+
+class BatchingTransport(faust_aiokafka.Transport):
+    Consumer = BatchingConsumer
+
+
+class BatchingApp(faust.App):
+    """faust.App whose consumer hands registered topics to batch handlers."""
+
+    batch_handlers: dict[str, BatchHandler]
+    end_offset_check_conf: dict[str, Any] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers = {}
+
+    def _new_transport(self) -> Any:
+        return BatchingTransport(self.conf.broker_consumer, self)
+
+    def batch_topic(self, topic: Any, handler: BatchHandler) -> None:
+        """Subscribe to ``topic`` (a faust Topic) and hand its records to ``handler`` in batches."""
+        for name in topic.topics:
+            self.batch_handlers[name] = handler
+        self.topics.add(topic)

@@ -1,0 +1,242 @@
+"""The dedup loop: raw ISIN events in, only new, changed and removed ISINs out.
+
+For each batch of one raw-topic partition, in offset order:
+
+1. an event whose ``content-hash`` header is already among the stored record's
+   ``listing_hashes`` is unchanged: nothing is written (no Avro decoding either);
+2. otherwise the event is decoded and merged into the record, which is sent to the
+   current-records topic (the table's changelog) and kept in a pending overlay;
+3. at the end of the batch, or before an end-of-run marker, the output is flushed and then
+   the pending records, the changelog offset and the run's seen ISINs are written to RocksDB;
+4. an end-of-run marker sweeps the partition: every record listed by the marker's source but
+   not seen in that run loses that listing, and is deleted (tombstone) if no source is left.
+
+Crash safety: the table is written only after the output was acknowledged, in one RocksDB
+write batch with the changelog offset, and Faust commits the raw offsets only after the
+batch handler returned. A crash anywhere replays from the last committed raw offset against
+a table that never runs ahead of the changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from schemas import CURRENT_RECORD, END_OF_RUN, ISIN_EVENT, Serde, SerializationError
+from stream_app.records import listing_hashes, merge_event, remove_source
+from stream_app.seen import SeenIndex
+from stream_app.store import TableStore
+
+logger = logging.getLogger(__name__)
+
+SWEEP_YIELD_EVERY = 20_000
+
+
+class Output(Protocol):
+    def send(self, partition: int, key: bytes, value: bytes | None) -> None: ...
+
+    async def flush(self) -> dict[int, int]: ...
+
+
+Reindex = Callable[[int, str, int, int], Awaitable[Iterable[bytes] | None]]
+"""(partition, run id, first offset, end offset) -> the run's keys in that range, or None if
+the range is no longer complete in the raw topic."""
+
+
+@dataclass
+class DedupStats:
+    events: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    markers: int = 0
+    sweeps: int = 0
+    sweeps_skipped: int = 0
+    reindexed_runs: int = 0
+    last_event_at: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Dedup:
+    def __init__(
+        self,
+        serde: Serde,
+        store: TableStore,
+        output: Output,
+        seen: SeenIndex,
+        reindex: Reindex,
+        current_topic: str,
+    ) -> None:
+        self._serde = serde
+        self._store = store
+        self._output = output
+        self._seen = seen
+        self._reindex = reindex
+        self._encode = serde.encoder(current_topic, CURRENT_RECORD)
+        self.stats = DedupStats()
+
+    async def process(self, partition: int, records: Sequence[Any]) -> None:
+        """Apply one batch of raw records (aiokafka ConsumerRecords) of one partition."""
+        if not records:
+            return
+        self._seen.begin_batch(partition, records[0].offset)
+        pending: dict[bytes, bytes | None] = {}
+        seen_runs: dict[bytes, list[bytes]] = {}
+        stats = self.stats
+        get = self._store.get
+        send = self._output.send
+        decode = self._serde.decode
+        encode = self._encode
+        for rec in records:
+            key = rec.key
+            value = rec.value
+            if value is None:
+                continue
+            if key is None:
+                await self._commit(partition, pending, seen_runs, rec.offset - 1)
+                pending, seen_runs = {}, {}
+                await self._end_of_run(partition, value, rec.offset)
+                continue
+            stats.events += 1
+            digest = run = None
+            for name, hv in rec.headers:
+                if name == "content-hash":
+                    digest = hv
+                elif name == "run-id":
+                    run = hv
+            if run is not None:
+                keys = seen_runs.get(run)
+                if keys is None:
+                    keys = seen_runs[run] = []
+                keys.append(key)
+            old = pending[key] if key in pending else get(partition, key)
+            if old is not None and digest is not None and digest in listing_hashes(old):
+                stats.unchanged += 1
+                continue
+            try:
+                decoded = decode(value)
+            except SerializationError as exc:
+                self._reject(partition, rec.offset, str(exc))
+                continue
+            if decoded.schema is not ISIN_EVENT:
+                self._reject(partition, rec.offset, f"a keyed {decoded.schema.name} is not an ISIN event")
+                continue
+            event = decoded.record
+            if event["isin"].encode() != key:
+                self._reject(partition, rec.offset, f"key {key!r} is not the event's ISIN {event['isin']}")
+                continue
+            if run is None:
+                seen_runs.setdefault(event["run_id"].encode(), []).append(key)
+            if old is not None and event["content_hash"].encode() in listing_hashes(old):
+                stats.unchanged += 1
+                continue
+            old_record = decode(old).record if old is not None else None
+            new_value = encode(merge_event(old_record, event))
+            pending[key] = new_value
+            send(partition, key, new_value)
+            if old is None:
+                stats.new += 1
+            else:
+                stats.changed += 1
+        await self._commit(partition, pending, seen_runs, records[-1].offset)
+        stats.last_event_at = time.time()
+
+    def _reject(self, partition: int, offset: int, reason: str) -> None:
+        self.stats.rejected += 1
+        logger.error("skipping raw record at partition %d offset %d: %s", partition, offset, reason)
+
+    async def _commit(
+        self,
+        partition: int,
+        pending: dict[bytes, bytes | None],
+        seen_runs: dict[bytes, list[bytes]],
+        last_offset: int,
+    ) -> None:
+        offsets = await self._output.flush() if pending else {}
+        self._store.apply(partition, pending, offsets.get(partition))
+        self._seen.record(partition, {run.decode(): keys for run, keys in seen_runs.items()}, last_offset)
+
+    async def _end_of_run(self, partition: int, value: bytes, offset: int) -> None:
+        self.stats.markers += 1
+        try:
+            decoded = self._serde.decode(value)
+        except SerializationError as exc:
+            self._reject(partition, offset, str(exc))
+            return
+        if decoded.schema is not END_OF_RUN:
+            self._reject(partition, offset, f"an unkeyed {decoded.schema.name} is not an end-of-run marker")
+            return
+        marker = decoded.record
+        run_id: str = marker["run_id"]
+        source: str = marker["source"]
+        if marker["partition"] != partition:
+            self._reject(partition, offset, f"end-of-run marker for partition {marker['partition']}")
+            return
+        first = int(marker["first_offset"])
+        if first >= 0 and not self._seen.covers(partition, first):
+            keys = await self._reindex(partition, run_id, first, offset)
+            if keys is None:
+                self.stats.sweeps_skipped += 1
+                logger.error(
+                    "run %s of %s: partition %d events from offset %d are no longer complete in the raw "
+                    "topic; no deletes for this run in this partition",
+                    run_id,
+                    source,
+                    partition,
+                    first,
+                )
+                return
+            self._seen.add(partition, run_id, keys)
+            self.stats.reindexed_runs += 1
+        finished = marker["finished_at"]
+        at_ms = int(finished.timestamp() * 1000) if hasattr(finished, "timestamp") else int(finished)
+        deleted = await self._sweep(partition, run_id, source, at_ms)
+        self._seen.drop(partition, run_id)
+        self.stats.sweeps += 1
+        logger.info(
+            "run %s of %s: partition %d swept, %d listings removed (%d events in the run)",
+            run_id,
+            source,
+            partition,
+            deleted,
+            marker["events"],
+        )
+
+    async def _sweep(self, partition: int, run_id: str, source: str, at_ms: int) -> int:
+        """Remove ``source`` from records of ``partition`` it listed but ``run_id`` did not."""
+        seen = self._seen.keys(partition, run_id)
+        next_seen = next(seen, None)
+        src = source.encode()
+        changes: dict[bytes, bytes | None] = {}
+        scanned = 0
+        for key, value in self._store.items(partition):
+            scanned += 1
+            if not scanned % SWEEP_YIELD_EVERY:
+                await asyncio.sleep(0)
+            while next_seen is not None and next_seen < key:
+                next_seen = next(seen, None)
+            if next_seen == key or src not in value:
+                continue
+            record = self._serde.decode(value).record
+            if not any(item["source"] == source for item in record["listings"]):
+                continue
+            remaining = remove_source(record, source, at_ms)
+            changes[key] = None if remaining is None else self._encode(remaining)
+        if not changes:
+            return 0
+        for key, new in changes.items():
+            self._output.send(partition, key, new)
+        offsets = await self._output.flush()
+        self._store.apply(partition, changes, offsets.get(partition))
+        removed = sum(1 for v in changes.values() if v is None)
+        self.stats.deleted += removed
+        self.stats.changed += len(changes) - removed
+        return len(changes)

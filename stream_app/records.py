@@ -1,0 +1,108 @@
+"""Build and compare CurrentRecord values: what the table holds and the compacted topic carries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER
+
+Record = dict[str, Any]
+
+
+def body_offset(value: bytes) -> int:
+    """Where the Avro body starts after the wire-format header."""
+    if value[:2] == SINGLE_OBJECT_MARKER:
+        return 10
+    if value[0] == CONFLUENT_MAGIC:
+        return 5
+    raise ValueError("not a CurrentRecord in a known wire format")
+
+
+def listing_hashes(value: bytes) -> bytes:
+    """The ``listing_hashes`` field, read without decoding the record.
+
+    It is the first field of CurrentRecord, so it is an Avro string right after the
+    wire-format header: a zig-zag varint length, then UTF-8 bytes (the Avro spec's
+    encoding of ``string``).
+    """
+    i = body_offset(value)
+    shift = n = 0
+    while True:
+        byte = value[i]
+        i += 1
+        n |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+    length = (n >> 1) ^ -(n & 1)
+    return value[i : i + length]
+
+
+def _ms(value: datetime | int) -> int:
+    return int(value.timestamp() * 1000) if isinstance(value, datetime) else int(value)
+
+
+def merge_event(old: Record | None, event: Mapping[str, Any]) -> Record:
+    """The record after ``event`` (an IsinEvent) is applied to ``old`` (or to nothing)."""
+    source = event["source"]
+    at = _ms(event["published_at"])
+    listings: list[Record] = list(old["listings"]) if old else []
+    first_seen = at
+    for i, listing in enumerate(listings):
+        if listing["source"] == source:
+            first_seen = _ms(listing["first_seen_at"])
+            del listings[i]
+            break
+    listings.append(
+        {
+            "source": source,
+            "attributes": dict(event["attributes"]),
+            "content_hash": event["content_hash"],
+            "run_id": event["run_id"],
+            "first_seen_at": first_seen,
+            "changed_at": at,
+        }
+    )
+    listings.sort(key=lambda item: item["source"])
+    return _record(event["isin"], event["country_code"], listings, "NEW" if old is None else "CHANGED", at)
+
+
+def remove_source(old: Record, source: str, at_ms: int) -> Record | None:
+    """``old`` without ``source``'s listing; None when no source lists the ISIN any more."""
+    listings = [item for item in old["listings"] if item["source"] != source]
+    if not listings:
+        return None
+    return _record(old["isin"], old["country_code"], listings, "CHANGED", at_ms)
+
+
+def _record(isin: str, country: str, listings: list[Record], change: str, at_ms: int) -> Record:
+    return {
+        "listing_hashes": " ".join(item["content_hash"] for item in listings),
+        "isin": isin,
+        "country_code": country,
+        "listings": listings,
+        "change": change,
+        "updated_at": at_ms,
+    }
+
+
+def to_json(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as JSON-ready data: timestamps as ISO-8601 strings, the hash index left out."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "listing_hashes":
+            continue
+        out[key] = _jsonable(value)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value

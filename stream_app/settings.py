@@ -1,0 +1,67 @@
+"""The stream app's settings: one frozen object, read from the environment in the entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from isin_pipeline.kafka import KafkaSettings
+
+
+class StreamSettings(KafkaSettings):
+    """Kafka settings (see ``KafkaSettings``) plus the Faust worker, table and HTTP API."""
+
+    app_id: str = "isin-stream"
+    """Faust application id: the consumer group and the prefix of Faust's internal topics."""
+    table_name: str = "isins"
+    state_dir: Path = Path("./state")
+    """RocksDB state of this worker; one directory per worker."""
+
+    web_host: str = "127.0.0.1"
+    """Interface of the HTTP API; 0.0.0.0 in containers."""
+    web_port: int = 6066
+    web_advertised_host: str | None = None
+    """Host name other workers use to reach this one (table routing); default: web_host."""
+    api_token: SecretStr | None = None
+    """If set, every API request but /healthz and /metrics needs ``Authorization: Bearer <token>``."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Origins allowed by CORS; empty (the default) sends no CORS headers."""
+
+    # Group timeouts that work on the embedded broker and on Kafka (see the README).
+    session_timeout_s: float = 6.0
+    heartbeat_interval_s: float = 1.0
+    max_poll_interval_s: float = 30.0
+    max_poll_records: int = 5000
+    """Records per fetch; the batch size of the dedup loop."""
+    fetch_max_bytes: int = 16 * 1024 * 1024
+    standby_replicas: int = 1
+    """Warm copies of each table partition on other workers, for fast takeover."""
+    commit_interval_s: float = 2.0
+
+    output_linger_ms: int = 5
+    output_compression: str = "lz4"
+    output_flush_timeout_s: float = 60.0
+
+    verify_end_offsets: bool = True
+    """Check ListOffsets(latest) against a fetch's high watermark (the embedded broker reports
+    the base offset of the last batch + 1). Costs one small fetch per partition on recovery."""
+
+    def output_producer_config(self) -> dict[str, object]:
+        """confluent-kafka producer for the current-records topic: idempotent, murmur2."""
+        return {
+            **self.confluent_config(),
+            "client.id": f"{self.app_id}-output",
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "linger.ms": self.output_linger_ms,
+            "compression.type": self.output_compression,
+            "queue.buffering.max.kbytes": 256 * 1024,
+            "queue.buffering.max.messages": 2_000_000,
+        }
+
+    @property
+    def advertised_url(self) -> str:
+        host = self.web_advertised_host or self.web_host
+        return f"http://{host}:{self.web_port}"
