@@ -37,6 +37,8 @@ BatchHandler = Callable[[TP, list[Any]], Awaitable[None]]
 
 
 class BatchingConsumer(faust_aiokafka.Consumer):
+    # Faust's lifecycle lines keep Faust's logger names (quiet unless LOG_LEVEL=DEBUG).
+    logger = logging.getLogger("faust.transport.consumer")
     _n_acked: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -71,9 +73,11 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                         break
                     if active is not None and tp not in active and tp not in self._buffered_partitions:
                         continue
+                    # Faust's read offset is the lowest offset still to deliver (a seek sets it to
+                    # the committed offset); records below it were delivered already.
                     r_offset = read_offset[tp]
                     if r_offset is not None:
-                        batch = [r for r in batch if r.offset > r_offset]
+                        batch = [r for r in batch if r.offset >= r_offset]
                     if not batch:
                         continue
                     handler = handlers.get(tp.topic)
@@ -85,7 +89,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                             break
                         await handler(tp, batch)
                     last = batch[-1].offset
-                    read_offset[tp] = last
+                    read_offset[tp] = last + 1
                     self._batch_next[tp] = last + 1
                     self._acked[tp]  # registers tp for Faust's commit loop
                     self._n_acked += len(batch)
@@ -152,6 +156,8 @@ class BatchingTransport(faust_aiokafka.Transport):
 
 class BatchingApp(faust.App):
     """faust.App whose consumer hands registered topics to batch handlers."""
+
+    logger = logging.getLogger("faust.app.base")
 
     batch_handlers: dict[str, BatchHandler]
     end_offset_check_conf: dict[str, Any] | None = None

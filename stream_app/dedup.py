@@ -64,6 +64,15 @@ class DedupStats:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def add_batch(self, batch: DedupStats) -> None:
+        """Count a batch once it is committed, so the counters never run ahead of the table."""
+        self.events += batch.events
+        self.new += batch.new
+        self.changed += batch.changed
+        self.unchanged += batch.unchanged
+        self.rejected += batch.rejected
+        batch.events = batch.new = batch.changed = batch.unchanged = batch.rejected = 0
+
 
 class Dedup:
     def __init__(
@@ -82,6 +91,7 @@ class Dedup:
         self._reindex = reindex
         self._encode = serde.encoder(current_topic, CURRENT_RECORD)
         self.stats = DedupStats()
+        self._batch = DedupStats()
 
     async def process(self, partition: int, records: Sequence[Any]) -> None:
         """Apply one batch of raw records (aiokafka ConsumerRecords) of one partition."""
@@ -90,7 +100,7 @@ class Dedup:
         self._seen.begin_batch(partition, records[0].offset)
         pending: dict[bytes, bytes | None] = {}
         seen_runs: dict[bytes, list[bytes]] = {}
-        stats = self.stats
+        stats = self._batch = DedupStats()
         get = self._store.get
         send = self._output.send
         decode = self._serde.decode
@@ -102,6 +112,7 @@ class Dedup:
                 continue
             if key is None:
                 await self._commit(partition, pending, seen_runs, rec.offset - 1)
+                self.stats.add_batch(stats)
                 pending, seen_runs = {}, {}
                 await self._end_of_run(partition, value, rec.offset)
                 continue
@@ -147,10 +158,11 @@ class Dedup:
             else:
                 stats.changed += 1
         await self._commit(partition, pending, seen_runs, records[-1].offset)
-        stats.last_event_at = time.time()
+        self.stats.add_batch(stats)
+        self.stats.last_event_at = time.time()
 
     def _reject(self, partition: int, offset: int, reason: str) -> None:
-        self.stats.rejected += 1
+        self._batch.rejected += 1
         logger.error("skipping raw record at partition %d offset %d: %s", partition, offset, reason)
 
     async def _commit(
@@ -165,7 +177,12 @@ class Dedup:
         self._seen.record(partition, {run.decode(): keys for run, keys in seen_runs.items()}, last_offset)
 
     async def _end_of_run(self, partition: int, value: bytes, offset: int) -> None:
-        self.stats.markers += 1
+        try:
+            await self._sweep_for_marker(partition, value, offset)
+        finally:
+            self.stats.markers += 1
+
+    async def _sweep_for_marker(self, partition: int, value: bytes, offset: int) -> None:
         try:
             decoded = self._serde.decode(value)
         except SerializationError as exc:

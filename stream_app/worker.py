@@ -30,6 +30,7 @@ def run_worker(settings: StreamSettings, loglevel: str = "INFO") -> int:
         override_logging=False,
         redirect_stdouts=False,
     )
+    worker.spinner = None  # Faust's terminal spinner writes escape codes even into log files
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -1,0 +1,124 @@
+"""``isin-pipeline produce`` against a real broker and a real loopback HTTP server."""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from pathlib import Path
+
+from stream_app.web import partition_for
+from tests.integration.httpd import Answer, ListServer
+from tests.integration.support import Pipeline
+
+
+def test_nse_list_publishes_every_isin_keyed_and_partitioned_like_java(
+    pipeline: Pipeline, list_server: ListServer
+) -> None:
+    result = pipeline.produce(list_server.url("/data/nse_EQUITY_L.csv"))
+    assert result.returncode == 0, result.stderr
+    s = result.summary
+    assert s is not None
+    assert (s["status"], s["rows"], s["valid"], s["invalid"], s["published"]) == ("succeeded", 2387, 2387, 0, 2387)
+    assert s["source"] == list_server.url("/data/nse_EQUITY_L.csv")
+    assert set(s) >= {"run_id", "source", "rows", "valid", "invalid", "published", "duration_s"}
+    assert len(result.stdout.strip().splitlines()) == 1
+
+    items = pipeline.items(pipeline.env["TOPIC_RAW"])
+    events = [i for i in items if i.key is not None]
+    markers = [i for i in items if i.key is None]
+    assert len(events) == 2387
+    assert all(i.record is not None and i.record["isin"] == i.key for i in events)
+    # murmur2, as Java, aiokafka and Faust partition: the same ISIN lands in the same partition everywhere
+    assert all(i.partition == partition_for(i.key.encode(), pipeline.partitions) for i in events if i.key)
+    assert all(i.headers["run-id"] == s["run_id"] for i in events)
+    # one end-of-run marker per partition, after that partition's events, with its count
+    assert sorted(m.partition for m in markers) == list(range(pipeline.partitions))
+    per_partition = Counter(i.partition for i in events)
+    for m in markers:
+        assert m.record is not None and m.record["events"] == per_partition[m.partition]
+        assert m.offset > max(i.offset for i in events if i.partition == m.partition)
+    sample = next(i for i in events if i.key == "INE144J01027")
+    assert sample.record is not None and sample.record["attributes"]["symbol"] == "20MICRONS"
+
+
+def test_bse_list_dead_letters_the_two_placeholders(pipeline: Pipeline, list_server: ListServer) -> None:
+    result = pipeline.produce(list_server.url("/data/bse_Equity.csv"))
+    assert result.returncode == 0, result.stderr
+    s = result.summary
+    assert s is not None
+    assert (s["rows"], s["valid"], s["invalid"], s["published"], s["dead_lettered"]) == (4926, 4924, 2, 4924, 2)
+    dead = pipeline.items(pipeline.env["TOPIC_DLQ"])
+    got = sorted((d.record["line"], d.record["error"], d.record["raw"].split(",")[7].strip()) for d in dead if d.record)
+    assert got == [(1327, "INVALID_FORMAT", "-"), (2093, "INVALID_LENGTH", "NA")]
+    assert all(d.record and d.record["run_id"] == s["run_id"] and d.record["reason"] for d in dead)
+
+
+def test_gzip_and_preamble_lists(
+    pipeline: Pipeline, list_server: ListServer, shared_data: Path, tmp_path: Path
+) -> None:
+    gz = tmp_path / "nsdl.csv.gz"
+    gz.write_bytes(gzip.compress((shared_data / "nsdl_india-isin_ISIN_20240831.csv").read_bytes()))
+    result = pipeline.produce(list_server.add_file("nsdl.csv.gz", gz))
+    assert result.returncode == 0, result.stderr
+    assert result.summary and result.summary["valid"] == 15460 and result.summary["layout"]["compression"] == "gzip"
+    xetra = pipeline.produce(list_server.url("/data/xetra_t7-xetr-allTradableInstruments_20190418.csv"))
+    assert xetra.returncode == 0, xetra.stderr
+    assert xetra.summary and xetra.summary["valid"] == 2577 and xetra.summary["layout"]["header_line"] == 3
+
+
+def assert_failed(result: object, *fragments: str) -> None:
+    from tests.integration.support import Produced
+
+    assert isinstance(result, Produced)
+    assert result.returncode != 0, result.stdout
+    line = result.last_error_line
+    assert line.startswith("isin-pipeline produce: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+def test_unreachable_url(pipeline: Pipeline) -> None:
+    from isin_pipeline.broker import free_port
+
+    result = pipeline.produce(f"http://127.0.0.1:{free_port()}/list.csv")
+    assert_failed(result, "ConnectError", "gave up after 2 attempts")
+
+
+def test_http_error(pipeline: Pipeline, list_server: ListServer) -> None:
+    assert_failed(pipeline.produce(list_server.url("/data/no-such-list.csv")), "HTTP 404")
+
+
+def test_a_page_that_is_not_a_list(pipeline: Pipeline, list_server: ListServer) -> None:
+    url = list_server.script("/maintenance.html", Answer(body=b"<html><body>Down for maintenance</body></html>\n"))
+    assert_failed(pipeline.produce(url), "no header with an ISIN column")
+
+
+def test_broker_down(pipeline: Pipeline, list_server: ListServer) -> None:
+    from isin_pipeline.broker import free_port
+
+    env = {**pipeline.env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    result = pipeline.cli("produce", "--source", list_server.url("/data/nse_EQUITY_L.csv"), env=env)
+    assert_failed(result, "cannot reach Kafka at 127.0.0.1:")
+
+
+def test_truncated_gzip_keeps_what_was_valid_and_marks_no_end(
+    pipeline: Pipeline, list_server: ListServer, shared_data: Path, tmp_path: Path
+) -> None:
+    data = gzip.compress((shared_data / "nsdl_india-isin_ISIN_20240831.csv").read_bytes())
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    result = pipeline.produce(list_server.add_file("cut.csv.gz", cut))
+    assert_failed(result, "truncated")
+    items = pipeline.items(pipeline.env["TOPIC_RAW"])
+    events = [i for i in items if i.key is not None]
+    # the rows read before the break were published (nothing valid is lost) ...
+    assert 5000 < len(events) < 15460
+    # ... but the run did not complete, so there is no end-of-run marker: no deletes follow
+    assert [i for i in items if i.key is None] == []
+
+
+def test_truncated_http_body_fails_clearly(pipeline: Pipeline, list_server: ListServer, shared_data: Path) -> None:
+    src = shared_data / "nse_EQUITY_L.csv"
+    url = list_server.script("/cut.csv", Answer(file=src, truncate_to=1000))
+    assert_failed(pipeline.produce(url), "gave up after 2 attempts")
+    assert len(list_server.hits("/cut.csv")) == 2

@@ -1,0 +1,192 @@
+"""The dedup loop, without a broker: changes, no-ops, end-of-run sweeps, re-reads, rejects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas import END_OF_RUN, ISIN_EVENT, content_hash, make_serde
+from stream_app.dedup import Dedup
+from stream_app.seen import SeenIndex
+from tests.unit.fakes import DictTableStore, FakeReindex, ListOutput, RawRecord
+
+SERDE = make_serde(None)
+AAPL, SIE, NESN = b"US0378331005", b"DE0007236101", b"CH0038863350"
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, reindex_answer: Iterable[bytes] | None = ()) -> None:
+        self.store = DictTableStore()
+        self.output = ListOutput()
+        self.seen = SeenIndex(tmp_path / "seen.rdb")
+        self.reindex = FakeReindex(reindex_answer)
+        self.dedup = Dedup(SERDE, self.store, self.output, self.seen, self.reindex, "current")
+        self.next_offset = 0
+
+    def event(
+        self, isin: bytes, source: str = "A", attrs: dict[str, str] | None = None, run: str = "r1", headers: bool = True
+    ) -> RawRecord:
+        attrs = attrs if attrs is not None else {"name": "n"}
+        digest = content_hash(source, attrs)
+        value = SERDE.encode(
+            "raw",
+            ISIN_EVENT,
+            {
+                "isin": isin.decode(),
+                "country_code": isin[:2].decode(),
+                "source": source,
+                "run_id": run,
+                "line": 1,
+                "attributes": attrs,
+                "content_hash": digest,
+                "published_at": 1_795_000_000_000,
+            },
+        )
+        hdrs = [("content-hash", digest.encode()), ("run-id", run.encode())] if headers else []
+        return self._rec(isin, value, hdrs)
+
+    def marker(self, source: str, run: str, first_offset: int, events: int, partition: int = 0) -> RawRecord:
+        value = SERDE.encode(
+            "raw",
+            END_OF_RUN,
+            {
+                "source": source,
+                "run_id": run,
+                "partition": partition,
+                "events": events,
+                "first_offset": first_offset,
+                "last_offset": -1,
+                "run_valid": events,
+                "finished_at": 1_795_000_100_000,
+            },
+        )
+        return self._rec(None, value, [("run-id", run.encode())])
+
+    def _rec(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> RawRecord:
+        rec = RawRecord(self.next_offset, key, value, headers)
+        self.next_offset += 1
+        return rec
+
+    def feed(self, *records: RawRecord, partition: int = 0) -> None:
+        asyncio.run(self.dedup.process(partition, list(records)))
+
+    def current(self, key: bytes, partition: int = 0) -> dict[str, Any] | None:
+        raw = self.store.get(partition, key)
+        return None if raw is None else SERDE.decode(raw).record
+
+    def emitted(self) -> list[tuple[bytes, str | None]]:
+        """(key, change or None for a tombstone) for everything sent, in order."""
+        return [(k, None if v is None else SERDE.decode(v).record["change"]) for _, k, v in self.output.sent]
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    harness = Harness(tmp_path)
+    harness.seen.on_assigned([0])
+    return harness
+
+
+def test_new_isins_are_emitted_and_stored(h: Harness) -> None:
+    h.feed(h.event(AAPL), h.event(SIE))
+    assert h.emitted() == [(AAPL, "NEW"), (SIE, "NEW")]
+    record = h.current(AAPL)
+    assert record is not None and record["listings"][0]["attributes"] == {"name": "n"}
+    assert h.store.offsets[0] == 1  # the changelog offset is stored with the batch
+    assert (h.dedup.stats.new, h.dedup.stats.events) == (2, 2)
+
+
+def test_an_identical_rerun_emits_nothing(h: Harness) -> None:
+    h.feed(h.event(AAPL), h.event(SIE))
+    h.feed(h.event(AAPL, run="r2"), h.event(SIE, run="r2"))
+    # without the content-hash header the event is decoded and compared: still unchanged
+    h.feed(h.event(AAPL, run="r3", headers=False))
+    assert len(h.output.sent) == 2
+    assert h.dedup.stats.unchanged == 3
+
+
+def test_a_change_is_emitted_once_and_keeps_first_seen(h: Harness) -> None:
+    h.feed(h.event(AAPL, attrs={"lei": "OLD"}))
+    first = h.current(AAPL)
+    h.feed(h.event(AAPL, attrs={"lei": "NEW"}, run="r2"), h.event(AAPL, attrs={"lei": "NEW"}, run="r2"))
+    assert h.emitted() == [(AAPL, "NEW"), (AAPL, "CHANGED")]
+    now = h.current(AAPL)
+    assert first is not None and now is not None
+    assert now["listings"][0]["attributes"] == {"lei": "NEW"}
+    assert now["listings"][0]["first_seen_at"] == first["listings"][0]["first_seen_at"]
+    assert now["listings"][0]["run_id"] == "r2"
+
+
+def test_sweep_deletes_what_the_run_did_not_list_scoped_to_its_source(h: Harness) -> None:
+    start = h.next_offset
+    h.feed(h.event(AAPL, "A"), h.event(SIE, "A"), h.event(NESN, "A"), h.event(SIE, "B", run="b1"))
+    h.feed(h.marker("A", "r1", start, 3))
+    assert h.output.sent[-1][1] == SIE  # nothing swept yet: all three were in run r1
+    sent_before = len(h.output.sent)
+    start = h.next_offset
+    # run r2 of A lists only AAPL: NESN goes (tombstone), SIE stays because B lists it
+    h.feed(h.event(AAPL, "A", run="r2"), h.marker("A", "r2", start, 1))
+    sweep = h.emitted()[sent_before:]
+    assert sorted(sweep, key=lambda x: x[0]) == [(NESN, None), (SIE, "CHANGED")]
+    assert h.current(NESN) is None
+    sie = h.current(SIE)
+    assert sie is not None and [item["source"] for item in sie["listings"]] == ["B"]
+    assert h.current(AAPL) is not None
+    assert h.dedup.stats.deleted == 1
+
+
+def test_an_isin_that_comes_back_is_new_again(h: Harness) -> None:
+    start = h.next_offset
+    h.feed(h.event(AAPL), h.marker("A", "r1", start, 1))
+    start = h.next_offset
+    h.feed(h.marker("A", "r2", -1, 0))  # an empty run: everything of A goes
+    assert h.current(AAPL) is None
+    h.feed(h.event(AAPL, run="r3"))
+    assert h.emitted() == [(AAPL, "NEW"), (AAPL, None), (AAPL, "NEW")]
+
+
+def test_a_marker_for_a_run_that_started_before_our_epoch_rereads_the_raw_topic(tmp_path: Path) -> None:
+    h = Harness(tmp_path, reindex_answer=[AAPL])
+    h.seen.on_assigned([0])
+    h.feed(h.event(AAPL), h.event(SIE))  # run r1 processed here: epoch starts at 0
+    h.seen.on_assigned([0])  # a rebalance: the partition was elsewhere while offsets 2..9 went by
+    h.next_offset = 10
+    h.feed(h.event(AAPL, run="r2"))  # r2's first event was at offset 5, before our new epoch (10)
+    h.feed(h.marker("A", "r2", 5, 2))
+    assert h.reindex.calls == [(0, "r2", 5, 11)]
+    assert h.current(SIE) is None  # not in r2's re-read keys: deleted
+    assert h.current(AAPL) is not None
+    assert h.dedup.stats.reindexed_runs == 1
+
+
+def test_no_deletes_when_the_run_cannot_be_reread(tmp_path: Path) -> None:
+    h = Harness(tmp_path, reindex_answer=None)
+    h.seen.on_assigned([0])
+    h.feed(h.event(AAPL), h.event(SIE))
+    h.seen.on_assigned([0])
+    h.next_offset = 10
+    h.feed(h.marker("A", "r2", 5, 1))
+    assert h.current(SIE) is not None and h.current(AAPL) is not None
+    assert h.dedup.stats.sweeps_skipped == 1
+
+
+def test_continuity_after_a_restart_needs_no_reread(h: Harness) -> None:
+    start = h.next_offset
+    h.feed(h.event(AAPL), h.event(SIE))
+    h.seen.on_assigned([0])  # restart: resumes right after the last indexed offset
+    h.feed(h.event(NESN), h.marker("A", "r1", start, 3))
+    assert h.reindex.calls == []
+    assert h.dedup.stats.deleted == 0
+
+
+def test_bad_records_are_rejected_and_skipped(h: Harness) -> None:
+    good = h.event(AAPL)
+    wrong_key = h.event(SIE)
+    wrong_key.key = NESN
+    garbage = RawRecord(h.next_offset, SIE, b"not avro", [])
+    h.feed(good, wrong_key, garbage)
+    assert h.emitted() == [(AAPL, "NEW")]
+    assert h.dedup.stats.rejected == 2

@@ -1,0 +1,230 @@
+"""The list reader: every real layout we have, and the ways a file can be broken."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from isin_pipeline.errors import ParseError
+from producer.sources import BadRow, ListReader, Row, normalise_header
+from producer.validate import InvalidIsin, RowError, validate_isin
+
+
+def read_all(path: Path) -> tuple[ListReader, list[Row | BadRow]]:
+    with ListReader(path) as reader:
+        rows = list(reader.rows())
+    return reader, rows
+
+
+def count(rows: list[Row | BadRow]) -> Counter[str]:
+    c: Counter[str] = Counter()
+    for row in rows:
+        if isinstance(row, BadRow):
+            c["bad"] += 1
+            continue
+        try:
+            validate_isin(row.isin)
+            c["valid"] += 1
+        except InvalidIsin:
+            c["invalid"] += 1
+    return c
+
+
+# (file, data rows, valid, invalid, ISIN header, delimiter, header line, some attribute names)
+REAL_FILES = [
+    ("nse_EQUITY_L.csv", 2387, 2387, 0, "ISIN NUMBER", ",", 1, {"symbol", "name_of_company", "face_value"}),
+    ("bse_Equity.csv", 4926, 4924, 2, "ISIN No", ",", 1, {"security_code", "issuer_name", "group"}),
+    ("xetra_t7-xetr-allTradableInstruments_20190418.csv", 2577, 2577, 0, "ISIN", ";", 3, {"wkn", "mnemonic"}),
+    ("nsdl_india-isin_ISIN_20240831.csv", 15460, 15460, 0, "ISIN", ",", 1, {"description", "issuer", "type", "status"}),
+]
+
+
+@pytest.mark.parametrize(("name", "rows", "valid", "invalid", "header", "delimiter", "line", "attrs"), REAL_FILES)
+def test_real_lists_parse_with_exact_counts(
+    shared_data: Path,
+    name: str,
+    rows: int,
+    valid: int,
+    invalid: int,
+    header: str,
+    delimiter: str,
+    line: int,
+    attrs: set[str],
+) -> None:
+    reader, got = read_all(shared_data / name)
+    assert reader.layout is not None
+    assert reader.layout.isin_header == header
+    assert reader.layout.delimiter == delimiter
+    assert reader.layout.header_line == line
+    assert len(got) == rows
+    c = count(got)
+    assert (c["valid"], c["invalid"], c["bad"]) == (valid, invalid, 0)
+    names = {n for _, n in reader.layout.attribute_columns}
+    assert attrs <= names
+
+
+def test_bse_placeholders_and_padding(shared_data: Path) -> None:
+    _, rows = read_all(shared_data / "bse_Equity.csv")
+    placeholders = []
+    for row in rows:
+        assert isinstance(row, Row)
+        try:
+            validate_isin(row.isin)
+        except InvalidIsin as exc:
+            placeholders.append((row.isin.strip(), exc.error))
+    assert sorted(placeholders) == [("-", RowError.INVALID_FORMAT), ("NA", RowError.INVALID_LENGTH)]
+    first = rows[0]
+    assert isinstance(first, Row)
+    # "A " is padded in the file; attributes are stripped. The 5 trailing empty fields are ignored.
+    assert first.attributes["group"] == "A"
+    assert first.line == 2
+
+
+def test_xetra_line_numbers_count_the_preamble(shared_data: Path) -> None:
+    _, rows = read_all(shared_data / "xetra_t7-xetr-allTradableInstruments_20190418.csv")
+    first = rows[0]
+    assert isinstance(first, Row)
+    assert first.line == 4
+    assert first.isin == "AT00000FACC2"
+    assert rows[-1].line == 2580
+
+
+def test_zip_and_gzip_of_a_real_list(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "nse_EQUITY_L.csv"
+    zipped = tmp_path / "list.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(src, arcname="EQUITY_L.csv")
+    gzipped = tmp_path / "list.csv.gz"
+    gzipped.write_bytes(gzip.compress(src.read_bytes()))
+    for path, compression in ((zipped, "zip"), (gzipped, "gzip")):
+        reader, rows = read_all(path)
+        assert reader.layout is not None and reader.layout.compression == compression
+        assert count(rows)["valid"] == 2387
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "list.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def test_delimiters_quotes_and_line_ends(tmp_path: Path) -> None:
+    # Synthetic rows; the ISINs are well-known valid ones (Apple, Siemens, Nestle).
+    cases = {
+        "comma-crlf": 'Name,ISIN\r\n"Apple, Inc.",US0378331005\r\nSiemens,DE0007236101\r\n',
+        "semicolon": "Name;ISIN Code\nApple;US0378331005\nSiemens;DE0007236101\n",
+        "tab": "Name\tisin\nApple\tUS0378331005\nSiemens\tDE0007236101\n",
+        "pipe": "Name|ISIN\nApple|US0378331005\nSiemens|DE0007236101",
+    }
+    for label, text in cases.items():
+        _reader, rows = read_all(write(tmp_path, text, f"{label}.csv"))
+        assert [r.isin for r in rows if isinstance(r, Row)] == ["US0378331005", "DE0007236101"], label
+        assert rows[0].attributes == {"name": "Apple, Inc." if label == "comma-crlf" else "Apple"}, label
+
+
+def test_quoted_field_with_newline_keeps_physical_line_numbers(tmp_path: Path) -> None:
+    text = 'Name,ISIN\n"two\nlines",US0378331005\nNestle,CH0038863350\n'
+    _, rows = read_all(write(tmp_path, text))
+    assert [(r.line, r.isin) for r in rows if isinstance(r, Row)] == [(3, "US0378331005"), (4, "CH0038863350")]
+
+
+def test_plain_list_and_blank_lines(tmp_path: Path) -> None:
+    reader, rows = read_all(write(tmp_path, "US0378331005\n\nDE0007236101\n  CH0038863350  \nnot-an-isin\n"))
+    assert reader.layout is not None and reader.layout.kind == "plain"
+    assert [(r.line, r.isin) for r in rows if isinstance(r, Row)] == [
+        (1, "US0378331005"),
+        (3, "DE0007236101"),
+        (4, "CH0038863350"),
+        (5, "not-an-isin"),
+    ]
+
+
+def test_isin_column_choice_prefers_exact_name(tmp_path: Path) -> None:
+    reader, rows = read_all(write(tmp_path, "Underlying ISIN,ISIN\nDE0007236101,US0378331005\n"))
+    assert reader.layout is not None and reader.layout.isin_header == "ISIN"
+    assert isinstance(rows[0], Row)
+    assert rows[0].isin == "US0378331005"
+    assert rows[0].attributes == {"underlying_isin": "DE0007236101"}
+
+
+def test_malformed_rows_become_bad_rows(tmp_path: Path) -> None:
+    text = "A,B,ISIN\nx,y,US0378331005\nshort\nx,y,DE0007236101,surprise\nx,y,CH0038863350,,\n"
+    _, rows = read_all(write(tmp_path, text))
+    kinds = [(r.line, type(r).__name__) for r in rows]
+    assert kinds == [(2, "Row"), (3, "BadRow"), (4, "BadRow"), (5, "Row")]
+    bad = [r for r in rows if isinstance(r, BadRow)]
+    assert all(r.error is RowError.MALFORMED_ROW for r in bad)
+    assert "field 3" in bad[0].reason
+    assert "header has 3" in bad[1].reason
+    assert bad[1].raw == "x,y,DE0007236101,surprise"
+
+
+def test_header_names_are_normalised_and_unique(tmp_path: Path) -> None:
+    assert normalise_header(" NAME OF COMPANY", 0) == "name_of_company"
+    assert normalise_header("Face Value (INR)", 0) == "face_value_inr"
+    assert normalise_header("", 4) == "column_5"
+    _, rows = read_all(write(tmp_path, "Name,name,ISIN\na,b,US0378331005\n"))
+    assert isinstance(rows[0], Row)
+    assert rows[0].attributes == {"name": "a", "name_2": "b"}
+
+
+def test_bom_and_latin1(tmp_path: Path) -> None:
+    _, rows = read_all(write(tmp_path, b"\xef\xbb\xbfISIN,Name\nUS0378331005,Caf\xc3\xa9\n", "bom.csv"))
+    assert isinstance(rows[0], Row) and rows[0].attributes == {"name": "Café"}
+    reader, rows = read_all(write(tmp_path, b"ISIN,Name\nUS0378331005,Caf\xe9\n", "latin1.csv"))
+    assert reader.layout is not None and reader.layout.encoding == "latin-1"
+    assert isinstance(rows[0], Row) and rows[0].attributes == {"name": "Café"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"   \n\n", "empty"),
+        (b"\x00\x01\x02binary", "not text"),
+        (b"<!DOCTYPE html><html><body>Service unavailable</body></html>\n", "no header with an ISIN column"),
+        (b"PK\x03\x04 this is not really a zip", "broken zip"),
+    ],
+)
+def test_unreadable_files_fail_clearly(tmp_path: Path, content: bytes, message: str) -> None:
+    with pytest.raises(ParseError, match=message), ListReader(write(tmp_path, content, "bad.bin")):
+        pass
+
+
+def test_zip_with_two_files_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "two.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("a.csv", "ISIN\nUS0378331005\n")
+        z.writestr("b.csv", "ISIN\nDE0007236101\n")
+    with pytest.raises(ParseError, match="exactly one file"), ListReader(path):
+        pass
+
+
+def test_truncated_gzip_fails_while_reading(shared_data: Path, tmp_path: Path) -> None:
+    data = gzip.compress((shared_data / "nsdl_india-isin_ISIN_20240831.csv").read_bytes())
+    path = write(tmp_path, data[: len(data) // 2], "cut.csv.gz")
+    with pytest.raises(ParseError, match="truncated"), ListReader(path) as reader:
+        for _ in reader.rows():
+            pass
+
+
+def test_corrupt_zip_member_fails_while_reading(shared_data: Path, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(shared_data / "nsdl_india-isin_ISIN_20240831.csv", arcname="ISIN.csv")
+    data = bytearray(buf.getvalue())
+    data[len(data) // 2] ^= 0xFF  # flip one byte inside the deflate stream
+    path = write(tmp_path, bytes(data), "flipped.zip")
+    with pytest.raises(ParseError), ListReader(path) as reader:
+        for _ in reader.rows():
+            pass
+
+
+def test_missing_file_is_a_parse_error(tmp_path: Path) -> None:
+    with pytest.raises(ParseError, match="cannot open"), ListReader(tmp_path / "nope.csv"):
+        pass
