@@ -8,6 +8,7 @@ settings are turned into the same meaning for confluent-kafka (librdkafka), aiok
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 DAY_MS = 24 * 3600 * 1000
+RDKAFKA_LOGGER = logging.getLogger("librdkafka")
 
 
 def header(headers: Any, name: str) -> bytes | None:
@@ -87,6 +89,9 @@ class KafkaSettings(BaseSettings):
             "bootstrap.servers": self.kafka_bootstrap_servers,
             "client.id": self.kafka_client_id,
             "security.protocol": self.kafka_security_protocol.lower(),
+            # librdkafka's own log lines go through logging (logger "librdkafka"), not raw stderr;
+            # failures reach us through error callbacks and exceptions as well.
+            "logger": RDKAFKA_LOGGER,
         }
         if self.kafka_security_protocol.startswith("SASL"):
             assert self.kafka_sasl_password is not None

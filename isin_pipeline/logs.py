@@ -44,6 +44,9 @@ def setup_logging(level: str = "INFO", fmt: str = "text", quiet_libraries: bool 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    if quiet_libraries and root.level <= logging.INFO:
+    if quiet_libraries and root.level > logging.DEBUG:
         for name in _QUIET:
             logging.getLogger(name).setLevel(logging.WARNING)
+        # Connection failures are reported once by our own error callbacks; librdkafka would
+        # repeat them every few milliseconds.
+        logging.getLogger("librdkafka").setLevel(logging.CRITICAL)

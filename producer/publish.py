@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 Headers = Sequence[tuple[str, bytes]]
 POLL_EVERY = 1000
 BROKERS_DOWN_GRACE_S = 10.0
+ERROR_LOG_EVERY_S = 30.0
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Publisher:
         self._fatal: str | None = None
         self._brokers_down_since: float | None = None
         self._since_poll = 0
+        self._last_logged: dict[str, float] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -116,7 +118,11 @@ class Publisher:
             self._fatal = f"{err.name()}: {err.str()}"
         elif err.code() == KafkaError._ALL_BROKERS_DOWN and self._brokers_down_since is None:
             self._brokers_down_since = time.monotonic()
-        logger.warning("kafka client error: %s", err.str())
+        text = err.str()
+        now = time.monotonic()
+        if self._last_logged.get(text, -ERROR_LOG_EVERY_S) + ERROR_LOG_EVERY_S <= now:
+            self._last_logged[text] = now
+            logger.warning("kafka client error: %s", text)
 
     def _check_health(self) -> None:
         if self._fatal:
