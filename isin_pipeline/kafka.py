@@ -23,14 +23,26 @@ DAY_MS = 24 * 3600 * 1000
 RDKAFKA_LOGGER = logging.getLogger("librdkafka")
 
 
-def header(headers: Any, name: str) -> bytes | None:
-    """The value of a record header, from confluent-kafka's list of pairs or dict, or None."""
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition of a key as the Java client, aiokafka and Faust compute it (murmur2)."""
+    from aiokafka.partitioner import murmur2
+
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def header_pairs(headers: Any) -> list[tuple[str, bytes]]:
+    """confluent-kafka's headers (a list of pairs, a dict, or None) as (name, bytes) pairs."""
     if not headers:
-        return None
+        return []
     pairs = headers.items() if isinstance(headers, dict) else headers
-    for key, value in pairs:
+    return [(str(k), v if isinstance(v, bytes) else (b"" if v is None else str(v).encode())) for k, v in pairs]
+
+
+def header(headers: Any, name: str) -> bytes | None:
+    """The value of a record header, or None."""
+    for key, value in header_pairs(headers):
         if key == name:
-            return value if isinstance(value, bytes) or value is None else str(value).encode()
+            return value
     return None
 
 

@@ -91,3 +91,56 @@ def end_offsets(
 ) -> dict[tuple[str, int], int]:
     """True end offsets: ListOffsets, then verified against a fetch."""
     return verified_end_offsets(conf, list_end_offsets(conf, tps, timeout), timeout)
+
+
+def offsets_for_timestamp(
+    conf: Mapping[str, Any], topic: str, partitions: Iterable[int], when_ms: int, timeout: float = 10.0
+) -> dict[int, int]:
+    """Per partition, the offset of the first record at or after ``when_ms``; the end offset if none.
+
+    Kafka answers "none" with -1. The embedded broker answers 0 instead, which would replay
+    the whole partition, so each answer is checked against the timestamp of the record at it.
+    """
+    parts = list(partitions)
+    consumer = Consumer({**conf, "group.id": "isin-pipeline-offsets", "enable.auto.commit": False})
+    try:
+        found = consumer.offsets_for_times([TopicPartition(topic, p, when_ms) for p in parts], timeout=timeout)
+    finally:
+        consumer.close()
+    ends = end_offsets(conf, [(topic, p) for p in parts], timeout)
+    result: dict[int, int] = {}
+    to_check: dict[int, int] = {}
+    for tp in found:
+        if tp.offset < 0:
+            result[tp.partition] = ends[(topic, tp.partition)]
+        else:
+            to_check[tp.partition] = tp.offset
+    for partition, offset in to_check.items():
+        ts = _timestamp_at(conf, topic, partition, offset, timeout)
+        if ts is None or ts < when_ms:
+            result[partition] = ends[(topic, partition)]
+        else:
+            result[partition] = offset
+    return result
+
+
+def _timestamp_at(conf: Mapping[str, Any], topic: str, partition: int, offset: int, timeout: float) -> int | None:
+    consumer = Consumer(
+        {**conf, "group.id": "isin-pipeline-offsets", "enable.auto.commit": False, "enable.partition.eof": True}
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    return None
+                continue
+            return int(msg.timestamp()[1])
+        return None
+    finally:
+        consumer.close()

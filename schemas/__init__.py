@@ -25,7 +25,7 @@ from schemas.catalog import (
     all_schemas,
     content_hash,
 )
-from schemas.serde import Decoded, Serde, SerializationError, make_serde
+from schemas.serde import Decoded, Serde, SerializationError, jsonable, make_serde
 
 __all__ = [
     "CURRENT_RECORD",
@@ -39,5 +39,6 @@ __all__ = [
     "SerializationError",
     "all_schemas",
     "content_hash",
+    "jsonable",
     "make_serde",
 ]

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -169,6 +170,17 @@ class Serde:
         with self._lock:
             self._by_id[schema_id] = entry
         return entry
+
+
+def jsonable(value: Any) -> Any:
+    """A decoded record as JSON-ready data: timestamps become ISO-8601 UTC strings."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def make_serde(registry_conf: Mapping[str, Any] | None) -> Serde:

@@ -6,7 +6,17 @@ import argparse
 from pathlib import Path
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``stream`` and the tools for downstream teams: tail, snapshot, replay, rebuild."""
+    from stream_app import downstream, rebuild, replay
+
+    add_stream_parser(sub)
+    downstream.add_parsers(sub)
+    replay.add_parser(sub)
+    rebuild.add_parser(sub)
+
+
+def add_stream_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "stream",
         help="run a stream worker: dedup table, compacted topic, HTTP API",

@@ -3,7 +3,7 @@
 Read the compacted current-records topic (or any of the pipeline's topics) with the right
 deserializer, either once to its end (a snapshot) or following new records::
 
-    from isin_pipeline.kafka import KafkaSettings
+    from isin_pipeline.kafka import KafkaSettings, header_pairs
     from stream_app.client import TopicReader, current_set
 
     settings = KafkaSettings()                    # KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...
@@ -26,8 +26,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from isin_pipeline.errors import BrokerError
-from isin_pipeline.kafka import KafkaSettings
-from isin_pipeline.offsets import end_offsets
+from isin_pipeline.kafka import KafkaSettings, header_pairs
+from isin_pipeline.offsets import end_offsets, offsets_for_timestamp
 from schemas import Serde, SerializationError, make_serde
 
 logger = logging.getLogger(__name__)
@@ -97,15 +97,21 @@ class TopicReader:
             return {p: from_offsets.get(p, OFFSET_BEGINNING) for p in parts}
         if from_timestamp is not None:
             ms = int(from_timestamp.timestamp() * 1000)
-            consumer = self._consumer()
-            try:
-                found = consumer.offsets_for_times([TopicPartition(self._topic, p, ms) for p in parts], timeout=10)
-            finally:
-                consumer.close()
-            ends = self.end_offsets(parts)
-            # -1 means "no record at or after the timestamp": start at the end.
-            return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
+            return offsets_for_timestamp(self._settings.confluent_config(), self._topic, parts, ms)
         return {p: OFFSET_BEGINNING for p in parts}
+
+    def low_offsets(self, partitions: list[int] | None = None) -> dict[int, int]:
+        """The earliest offset still in each partition."""
+        parts = partitions if partitions is not None else self.partitions()
+        consumer = self._consumer()
+        try:
+            out = {}
+            for p in parts:
+                watermarks = consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=10)
+                out[p] = int(watermarks[0]) if watermarks else 0
+            return out
+        finally:
+            consumer.close()
 
     def end_offsets(self, partitions: list[int] | None = None) -> dict[int, int]:
         parts = partitions if partitions is not None else self.partitions()
@@ -169,7 +175,7 @@ class TopicReader:
     def _item(self, msg: Any) -> Item:
         key = msg.key()
         value = msg.value()
-        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (msg.headers() or [])}
+        headers = {k: v.decode("utf-8", "replace") for k, v in header_pairs(msg.headers())}
         record = schema = error = None
         if value is not None:
             try:

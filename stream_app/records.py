@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER
+from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, jsonable
 
 Record = dict[str, Any]
 
@@ -94,15 +94,5 @@ def to_json(record: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in record.items():
         if key == "listing_hashes":
             continue
-        out[key] = _jsonable(value)
+        out[key] = jsonable(value)
     return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value

@@ -10,9 +10,10 @@ so that Faust's recovery resumes exactly after what this store already holds.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
-from rocksdict import WriteBatch
+from rocksdict import Options, Rdict, WriteBatch
 
 
 class TableStore(Protocol):
@@ -23,6 +24,68 @@ class TableStore(Protocol):
     def items(self, partition: int, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]: ...
 
     def count(self, partition: int) -> int: ...
+
+
+def write_changes(db: Rdict, changes: Mapping[bytes, bytes | None], extra: Mapping[bytes, bytes] | None = None) -> None:
+    """Puts and deletes (None) in one atomic RocksDB write batch."""
+    wb = WriteBatch(raw_mode=True)
+    for key, value in changes.items():
+        if value is None:
+            wb.delete(key)
+        else:
+            wb.put(key, value)
+    for key, value in (extra or {}).items():
+        wb.put(key, value)
+    db.write(wb)
+
+
+def iter_items(db: Rdict, start: bytes = b"", skip: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) in key order from ``start``, leaving out the key ``skip``."""
+    it = db.iter()
+    if start:
+        it.seek(start)
+    else:
+        it.seek_to_first()
+    while it.valid():
+        key = it.key()
+        if key != skip:
+            yield key, it.value()
+        it.next()
+
+
+class RdictTableStore:
+    """A TableStore of its own RocksDB directories (one per partition), outside Faust: for rebuild."""
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._dbs: dict[int, Rdict] = {}
+
+    def _db(self, partition: int) -> Rdict:
+        db = self._dbs.get(partition)
+        if db is None:
+            opts = Options(raw_mode=True)
+            opts.create_if_missing(True)
+            self._dir.mkdir(parents=True, exist_ok=True)
+            db = self._dbs[partition] = Rdict(str(self._dir / f"p{partition}.rdb"), opts)
+        return db
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        value = self._db(partition).get(key)
+        return None if value is None else bytes(value)
+
+    def apply(self, partition: int, changes: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
+        write_changes(self._db(partition), changes)
+
+    def items(self, partition: int, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        return iter_items(self._db(partition), start)
+
+    def count(self, partition: int) -> int:
+        return sum(1 for _ in self._db(partition).keys())  # noqa: SIM118 - an Rdict is not iterable like a dict
+
+    def close(self) -> None:
+        for db in self._dbs.values():
+            db.close()
+        self._dbs.clear()
 
 
 class FaustTableStore:
@@ -49,29 +112,12 @@ class FaustTableStore:
     def apply(self, partition: int, changes: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
         if not changes and changelog_offset is None:
             return
-        wb = WriteBatch(raw_mode=True)
-        for key, value in changes.items():
-            if value is None:
-                wb.delete(key)
-            else:
-                wb.put(key, value)
-        if changelog_offset is not None:
-            wb.put(self.offset_key, str(changelog_offset).encode())
-        self._db(partition).write(wb)
+        extra = {self.offset_key: str(changelog_offset).encode()} if changelog_offset is not None else None
+        write_changes(self._db(partition), changes, extra)
 
     def items(self, partition: int, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """Records of one partition in key order, from ``start``."""
-        offset_key = self.offset_key
-        it = self._db(partition).iter()
-        if start:
-            it.seek(start)
-        else:
-            it.seek_to_first()
-        while it.valid():
-            key = it.key()
-            if key != offset_key:
-                yield key, it.value()
-            it.next()
+        return iter_items(self._db(partition), start, skip=self.offset_key)
 
     def count(self, partition: int) -> int:
         offset_key = self.offset_key

@@ -14,10 +14,12 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from aiokafka.partitioner import murmur2
+import aiohttp
+from aiohttp import ClientTimeout
 from faust.web import Request, Response, View
 from yarl import URL
 
+from isin_pipeline.kafka import partition_for
 from producer.validate import InvalidIsin, validate_isin
 from stream_app.records import to_json
 
@@ -29,11 +31,6 @@ logger = logging.getLogger(__name__)
 HOP_HEADER = "X-Isin-Pipeline-Hop"
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/metrics"})
 MAX_PAGE = 1000
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition of a key, as the Java client, aiokafka and Faust compute it (murmur2)."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class ApiView(View):
@@ -67,12 +64,17 @@ class ApiView(View):
         return [URL(str(h)) for h in hosts if _ident(URL(str(h))) != me]
 
     async def fetch_peer(self, request: Request, url: URL) -> tuple[int, Any]:
+        """GET from another worker; an unreachable worker is a 503 (it is being replaced)."""
         headers = {HOP_HEADER: "1"}
         auth = request.headers.get("Authorization")
         if auth:
             headers["Authorization"] = auth
-        async with self.app.http_client.get(url, headers=headers, timeout=10) as resp:
-            return resp.status, await resp.json(content_type=None)
+        try:
+            async with self.app.http_client.get(url, headers=headers, timeout=ClientTimeout(total=10)) as resp:
+                return resp.status, await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            logger.warning("worker %s did not answer: %s", url.origin(), exc)
+            return 503, {"error": f"worker {url.origin()} is unreachable (rebalancing?); retry", "detail": str(exc)}
 
     def ready(self) -> bool:
         recovery = self.app.tables.recovery

@@ -241,6 +241,32 @@ class Pipeline:
 
         return dict(wait_for(f"{events} events and {markers} markers processed", done, timeout))
 
+    def idle_group_flags(self, group: str | None = None, timeout: float = 60.0) -> list[str]:
+        """After a group's consumers stopped: the flags ``replay``/``rebuild`` need to go ahead.
+
+        Kafka reports the group empty a session timeout after its last member left: wait for
+        that. The embedded broker never does (see stream_app/replay.py): pass --force.
+        """
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            return ["--force"]
+        self.wait_group_idle(group, timeout)
+        return []
+
+    def wait_group_idle(self, group: str | None = None, timeout: float = 60.0) -> None:
+        """Until the broker reports the consumer group empty (a session timeout after the last member)."""
+        from confluent_kafka.admin import AdminClient
+
+        from stream_app.replay import IDLE_STATES, group_state
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        name = group or self.env["APP_ID"]
+
+        def idle() -> bool:
+            state, members = group_state(admin, name)
+            return state in IDLE_STATES and members == 0
+
+        wait_for(f"consumer group {name} to be empty", idle, timeout, interval=0.5)
+
     def close(self) -> None:
         for worker in self.workers:
             worker.stop()

@@ -74,3 +74,18 @@ def test_worker_stops_cleanly_on_sigterm(pipeline: Pipeline) -> None:
     assert wait_for("the worker to exit", lambda: worker.proc is not None and worker.proc.poll() is not None, 30)
     assert worker.proc is not None and worker.proc.returncode == 0
     assert time.monotonic() - started < 30
+
+
+def test_the_embedded_broker_keeps_a_stopped_stream_group_stable(embedded_broker_only: str, pipeline: Pipeline) -> None:
+    """Why replay and rebuild take --force on tansu: after the stream workers stopped, the
+    group stays STABLE (with no members listed, as always on tansu), so it never looks idle."""
+    from confluent_kafka.admin import AdminClient
+
+    from stream_app.replay import group_state
+
+    worker = pipeline.worker().start()
+    worker.wait_healthy()
+    assert worker.stop() == 0
+    time.sleep(8)  # more than the session timeout
+    state, members = group_state(AdminClient({"bootstrap.servers": embedded_broker_only}), pipeline.env["APP_ID"])
+    assert (state, members) == ("STABLE", 0), "tansu now reports stopped groups right: drop --force from the tests"

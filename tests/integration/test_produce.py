@@ -6,7 +6,7 @@ import gzip
 from collections import Counter
 from pathlib import Path
 
-from stream_app.web import partition_for
+from isin_pipeline.kafka import partition_for
 from tests.integration.httpd import Answer, ListServer
 from tests.integration.support import Pipeline
 

@@ -1,0 +1,191 @@
+"""Tools for downstream teams: tail, replay (offset resets), rebuild."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+
+from isin_pipeline.kafka import partition_for
+from schemas import CURRENT_RECORD, make_serde
+from stream_app.records import merge_event
+from tests.integration.httpd import ListServer
+from tests.integration.support import Pipeline
+
+NSE = "/data/nse_EQUITY_L.csv"
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_tail_decodes_every_topic(pipeline: Pipeline, list_server: ListServer) -> None:
+    assert pipeline.produce(list_server.url("/data/bse_Equity.csv")).returncode == 0
+    raw = pipeline.cli("tail", "--topic", "raw", "--from-beginning", "--max-messages", "5")
+    assert raw.returncode == 0, raw.stderr
+    items = json_lines(raw.stdout)
+    assert len(items) == 5
+    first = items[0]
+    assert first["schema"] == "io.isinpipeline.v1.IsinEvent"
+    assert isinstance(first["value"], dict) and first["value"]["isin"] == first["key"]
+    assert first["headers"]["run-id"]  # type: ignore[index]
+
+    dlq = json_lines(pipeline.cli("tail", "--topic", "dlq").stdout)
+    assert sorted(d["value"]["line"] for d in dlq) == [1327, 2093]  # type: ignore[index]
+
+    # from offsets: partition 0 from its 3rd record, every other partition from the beginning
+    everything = json_lines(pipeline.cli("tail", "--topic", "raw").stdout)
+    later = json_lines(pipeline.cli("tail", "--topic", "raw", "--from-offset", "0:3").stdout)
+    assert len(later) == len(everything) - 3
+    assert min(i["offset"] for i in later if i["partition"] == 0) == 3
+
+    table = pipeline.cli("tail", "--topic", "dlq", "--format", "table")
+    assert table.returncode == 0 and "line 1327" in table.stdout
+
+
+def test_tail_from_a_timestamp(pipeline: Pipeline, list_server: ListServer) -> None:
+    assert pipeline.produce(list_server.url(NSE)).returncode == 0
+    time.sleep(1.5)
+    between = datetime.now(UTC)
+    time.sleep(1.5)
+    second = pipeline.produce(list_server.url(NSE))
+    assert second.returncode == 0 and second.summary is not None
+    items = json_lines(pipeline.cli("tail", "--topic", "raw", "--from-timestamp", between.isoformat()).stdout)
+    assert len([i for i in items if i["key"]]) == 2387
+    assert {i["headers"]["run-id"] for i in items} == {second.summary["run_id"]}  # type: ignore[index]
+    future = pipeline.cli("tail", "--topic", "raw", "--from-timestamp", "2999-01-01T00:00:00Z")
+    assert future.returncode == 0 and future.stdout == ""
+
+
+def consume_group(bootstrap: str, group: str, topic: str, seconds: float = 8.0) -> list[tuple[int, int, bytes | None]]:
+    """A downstream consumer: reads what its group has not committed yet, commits, leaves."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "fetch.queue.backoff.ms": 50,
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[tuple[int, int, bytes | None]] = []
+    deadline = time.monotonic() + seconds
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msgs = consumer.consume(1000, timeout=0.3)
+            for m in msgs:
+                if m.error() is None:
+                    got.append((m.partition() or 0, m.offset() or 0, m.key()))
+            if msgs:
+                quiet_since = time.monotonic()
+                consumer.commit(asynchronous=False)
+            elif got and time.monotonic() - quiet_since > 2:
+                break
+    finally:
+        consumer.close()
+    return got
+
+
+def test_replay_to_a_timestamp_gives_the_same_records(pipeline: Pipeline, list_server: ListServer) -> None:
+    bootstrap, raw = pipeline.bootstrap, pipeline.env["TOPIC_RAW"]
+    group = f"downstream-{pipeline.suffix}"
+    assert pipeline.produce(list_server.url(NSE)).returncode == 0
+    assert len(consume_group(bootstrap, group, raw)) == 2387 + pipeline.partitions
+    time.sleep(1.5)
+    mark = datetime.now(UTC).isoformat()
+    time.sleep(1.5)
+    assert pipeline.produce(list_server.url("/data/bse_Equity.csv")).returncode == 0
+    second = consume_group(bootstrap, group, raw)
+    assert len(second) == 4924 + pipeline.partitions
+
+    dry = pipeline.cli(
+        "replay", "--group", group, "--topic", "raw", "--to-timestamp", mark, "--dry-run", "--format", "json"
+    )
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    assert all(row["after"] < row["before"] for row in report["partitions"])
+    assert consume_group(bootstrap, group, raw, seconds=4) == []  # dry run: nothing moved
+
+    done = pipeline.cli("replay", "--group", group, "--topic", "raw", "--to-timestamp", mark, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert sorted(consume_group(bootstrap, group, raw)) == sorted(second)
+
+
+def test_replay_refuses_a_group_with_live_members(pipeline: Pipeline, list_server: ListServer) -> None:
+    worker = pipeline.worker().start()
+    worker.wait_healthy()
+    result = pipeline.cli("replay", "--group", pipeline.env["APP_ID"], "--topic", "raw", "--to-earliest")
+    assert result.returncode == 1
+    assert "is active" in result.last_error_line and "stop its consumers" in result.last_error_line
+    bad = pipeline.cli("replay", "--group", "g", "--topic", "raw", "--to-offset", "0:x")
+    assert bad.returncode == 2 and "PARTITION:OFFSET" in bad.last_error_line
+
+
+def test_rebuild_reproduces_the_table_and_repairs_the_compacted_topic(
+    pipeline: Pipeline, list_server: ListServer, tmp_path: Path
+) -> None:
+    worker = pipeline.worker().start()
+    worker.wait_healthy()
+    assert pipeline.produce(list_server.url(NSE), "--source-name", "nse").returncode == 0
+    pipeline.wait_processed(2387, markers=pipeline.partitions)
+    before = pipeline.current()
+    refused = pipeline.cli("rebuild")
+    assert refused.returncode == 1 and "is active" in refused.last_error_line
+    assert worker.stop() == 0
+    force = pipeline.idle_group_flags()
+
+    same = pipeline.cli("rebuild", *force)
+    assert same.returncode == 0, same.stderr
+    assert same.summary is not None
+    assert (same.summary["isins"], same.summary["changed"], same.summary["removed"], same.summary["written"]) == (
+        2387,
+        0,
+        0,
+        0,
+    )
+    assert pipeline.current() == before
+
+    # Damage the compacted topic: one record with wrong attributes, one ISIN that no list has.
+    serde, topic, n = make_serde(None), pipeline.env["TOPIC_CURRENT"], pipeline.partitions
+    wrong = dict(before["INE144J01027"])
+    bogus_event = {
+        "isin": "US0378331005",
+        "country_code": "US",
+        "source": "nse",
+        "run_id": "x",
+        "line": 1,
+        "attributes": {"symbol": "AAPL"},
+        "content_hash": "0" * 16,
+        "published_at": 0,
+    }
+    damaged = merge_event(None, {**bogus_event, "isin": "INE144J01027", "country_code": "IN"})
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap})
+    for isin, record in (("INE144J01027", damaged), ("US0378331005", merge_event(None, bogus_event))):
+        producer.produce(
+            topic, serde.encode(topic, CURRENT_RECORD, record), isin.encode(), partition=partition_for(isin.encode(), n)
+        )
+    assert producer.flush(10) == 0
+    assert pipeline.current()["INE144J01027"]["listings"][0]["attributes"] == {"symbol": "AAPL"}
+
+    repaired = pipeline.cli("rebuild", *force)
+    assert repaired.returncode == 0, repaired.stderr
+    assert repaired.summary is not None
+    assert (repaired.summary["changed"], repaired.summary["removed"]) == (1, 1)
+    after = pipeline.current()
+    assert set(after) == set(before)
+    assert after["INE144J01027"]["listings"][0]["attributes"] == wrong["listings"][0]["attributes"]
+
+    # the same worker, restarted on its old state, recovers the repair from the changelog
+    state_dir = worker.state_dir
+    worker = pipeline.worker("w1-again")
+    worker.state_dir = state_dir
+    worker.start()
+    worker.wait_healthy()
+    assert worker.get("/isins/US0378331005")[0] == 404
+    assert worker.get("/isins/INE144J01027")[1]["listings"][0]["attributes"]["symbol"] == "20MICRONS"

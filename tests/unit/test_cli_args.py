@@ -1,0 +1,52 @@
+"""Argument parsing of the command line and of the tools' positions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from isin_pipeline.cli import build_parser, main
+from isin_pipeline.errors import ConfigError
+from isin_pipeline.kafka import KafkaSettings
+from stream_app.downstream import parse_offsets, parse_timestamp, topic_name
+
+
+def test_offsets() -> None:
+    assert parse_offsets("0:10, 3:0") == {0: 10, 3: 0}
+    for bad in ("0", "a:1", "0:-5", "1:2:3"):
+        with pytest.raises(ConfigError, match=r"PARTITION:OFFSET|not negative"):
+            parse_offsets(bad)
+
+
+def test_timestamps_default_to_utc() -> None:
+    assert parse_timestamp("2026-11-22T07:15:00Z") == datetime(2026, 11, 22, 7, 15, tzinfo=UTC)
+    assert parse_timestamp("2026-11-22T07:15:00") == datetime(2026, 11, 22, 7, 15, tzinfo=UTC)
+    assert parse_timestamp("2026-11-22T08:15:00+01:00").astimezone(UTC).hour == 7
+    with pytest.raises(ConfigError, match="ISO-8601"):
+        parse_timestamp("yesterday")
+
+
+def test_topic_aliases() -> None:
+    s = KafkaSettings(topic_current="c", topic_raw="r")
+    assert (topic_name(s, "current"), topic_name(s, "raw"), topic_name(s, "other.topic")) == ("c", "r", "other.topic")
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"broker", "produce", "stream", "demo", "tail", "snapshot", "replay", "rebuild"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args([name, "--help"])
+        assert info.value.code == 0
+    assert "--from-beginning" in capsys.readouterr().out
+
+
+def test_bad_configuration_is_a_clear_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TOPIC_PARTITIONS", "zero")
+    assert main(["snapshot", "--out", "-"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("isin-pipeline snapshot: configuration error: topic_partitions")
