@@ -42,7 +42,9 @@ def keys_per_partition(path: Path, partitions: int, per: int = 5) -> list[str]:
     return out
 
 
-def takeover(bootstrap: str, server: ListServer, source: str, rows: int, keys: list[str], standby: int, tmp: Path) -> dict[str, Any]:
+def takeover(
+    bootstrap: str, server: ListServer, source: str, rows: int, keys: list[str], standby: int, tmp: Path
+) -> dict[str, Any]:
     pipe = Pipeline(bootstrap, uuid.uuid4().hex[:8], tmp / f"standby{standby}")
     pipe.tmp.mkdir(parents=True)
     pipe.extra_env["STANDBY_REPLICAS"] = str(standby)
@@ -80,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="isin-bench-") as tmp_name:
         tmp = Path(tmp_name)
         data = tmp / "day1.csv"
-        subprocess.run([sys.executable, str(TOOL), "--rows", str(args.rows), "--out", str(data)], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(TOOL), "--rows", str(args.rows), "--out", str(data)], check=True, capture_output=True
+        )
         server = ListServer(tmp)
         server.add_file("day1.csv", data)
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_broker(sub)
-    producer_cli.add_parser(sub)
+    producer_cli.add_parsers(sub)
     stream_cli.add_parsers(sub)
     _add_demo(sub)
     return parser

@@ -18,6 +18,8 @@ class PipelineError(Exception):
     """Base of every error that ends a command with a one-line reason."""
 
     exit_code = 1
+    summary: object | None = None
+    """The summary of the run that failed, when a run had started."""
 
 
 class ConfigError(PipelineError):

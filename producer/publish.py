@@ -1,9 +1,13 @@
-"""Publish a run's records with an idempotent confluent-kafka producer.
+"""Publish a run's records with an idempotent, transactional confluent-kafka producer.
 
 ISIN events go to the raw topic keyed by ISIN (murmur2, like every non-librdkafka client),
 dead letters to the dead-letter topic, and after a completed run one ``EndOfRun`` marker to
 every partition of the raw topic. Every delivery is counted per partition; the run fails if
 any record is still unacknowledged or failed after the final flush.
+
+A run is one Kafka transaction, with a transactional id scoped to its source and slot: its
+events, dead letters, markers and final run record commit together or not at all, and a
+second producer of the same slot (a new leader, a duplicate cron start) fences the first.
 """
 
 from __future__ import annotations
@@ -27,6 +31,17 @@ BROKERS_DOWN_GRACE_S = 10.0
 ERROR_LOG_EVERY_S = 30.0
 
 
+class FencedError(PublishError):
+    """Another producer took over this run's slot; this run must not commit."""
+
+
+class RunInterrupted(PublishError):
+    """The run was asked to stop (SIGTERM, lost leadership) before it completed."""
+
+
+FENCED_CODES = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+
+
 @dataclass
 class PartitionStats:
     """What was acknowledged for one raw-topic partition in this run."""
@@ -43,9 +58,12 @@ class Publisher:
         self,
         settings: ProducerSettings,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        should_stop: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._factory = producer_factory
+        self._should_stop = should_stop
+        self._transactional = False
         self._producer: Producer | None = None
         self._raw_topic = settings.topic_raw
         self.partitions: dict[int, PartitionStats] = {}
@@ -55,18 +73,25 @@ class Publisher:
         self._first_error: str | None = None
         self._fatal: str | None = None
         self._brokers_down_since: float | None = None
+        self._fenced = False
         self._since_poll = 0
         self._last_logged: dict[str, float] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def connect(self, timeout: float = 10.0) -> int:
-        """Create the producer and check the raw topic; returns its partition count."""
+    def connect(self, timeout: float = 10.0, transactional_id: str | None = None) -> int:
+        """Create the producer and check the raw topic; returns its partition count.
+
+        With a ``transactional_id``, fence any older producer of that id and begin a transaction.
+        """
         conf = {
             **self._settings.producer_config(),
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
         }
+        if transactional_id:
+            conf["transactional.id"] = transactional_id
+            conf["transaction.timeout.ms"] = self._settings.producer_transaction_timeout_ms
         self._producer = self._factory(conf)
         try:
             md = self._producer.list_topics(self._raw_topic, timeout=timeout)
@@ -77,6 +102,13 @@ class Publisher:
             raise BrokerError(f"topic {self._raw_topic} does not exist on {self._settings.kafka_bootstrap_servers}")
         count = len(topic.partitions)
         self.partitions = {p: PartitionStats() for p in range(count)}
+        if transactional_id:
+            try:
+                self._producer.init_transactions(timeout)
+                self._producer.begin_transaction()
+            except KafkaException as exc:
+                raise BrokerError(f"cannot start the run's transaction {transactional_id}: {exc.args[0]}") from exc
+            self._transactional = True
         return count
 
     @property
@@ -89,6 +121,8 @@ class Publisher:
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
+            if err.code() in FENCED_CODES:
+                self._fenced = True
             self.failed += 1
             if self._first_error is None:
                 self._first_error = f"{err.name()}: {err.str()}"
@@ -114,6 +148,8 @@ class Publisher:
             self.dead_letters_delivered += 1
 
     def _on_error(self, err: KafkaError) -> None:
+        if err.code() in FENCED_CODES:
+            self._fenced = True
         if err.fatal():
             self._fatal = f"{err.name()}: {err.str()}"
         elif err.code() == KafkaError._ALL_BROKERS_DOWN and self._brokers_down_since is None:
@@ -125,6 +161,11 @@ class Publisher:
             logger.warning("kafka client error: %s", text)
 
     def _check_health(self) -> None:
+        if self._fenced:
+            raise FencedError("another producer took over this run's slot (fenced)")
+        stop = self._should_stop()
+        if stop:
+            raise RunInterrupted(stop)
         if self._fatal:
             raise PublishError(f"the Kafka producer hit a fatal error: {self._fatal}")
         down = self._brokers_down_since
@@ -175,7 +216,32 @@ class Publisher:
         if self.failed:
             raise PublishError(f"{self.failed} {what} failed delivery; first error: {self._first_error}")
 
+    def commit(self) -> None:
+        """Commit the run's transaction; FencedError if another producer took over the slot."""
+        if not self._transactional:
+            return
+        try:
+            self.producer.commit_transaction(self._settings.producer_flush_timeout_s)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() in FENCED_CODES or self._fenced:
+                raise FencedError(f"another producer took over this run's slot: {err.str()}") from exc
+            raise PublishError(f"cannot commit the run's transaction: {err.str()}") from exc
+        self._transactional = False
+
+    def abort(self) -> None:
+        """Abort the run's transaction (best effort: a fenced or dead producer cannot)."""
+        if not self._transactional or self._producer is None:
+            return
+        self._transactional = False
+        try:
+            self._producer.abort_transaction(10.0)
+        except KafkaException as exc:
+            logger.warning("could not abort the run's transaction: %s", exc.args[0].str())
+
     def close(self) -> None:
-        """Best-effort flush of anything still queued (for error paths)."""
-        if self._producer is not None and len(self._producer):
+        """Abort an open transaction, or flush anything still queued (for error paths)."""
+        if self._transactional:
+            self.abort()
+        elif self._producer is not None and len(self._producer):
             self._producer.flush(5.0)

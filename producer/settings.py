@@ -41,6 +41,14 @@ class ProducerSettings(KafkaSettings):
     """Bound on librdkafka's in-memory queue, which bounds the producer's memory."""
     producer_delivery_timeout_ms: int = 60_000
     producer_flush_timeout_s: float = 120.0
+    producer_transaction_timeout_ms: int = 15 * 60 * 1000
+    """A run is one transaction; Kafka's transaction.max.timeout.ms is 15 minutes by default."""
+    run_timeout_s: float = 2 * 3600
+    """A RUNNING claim older than this, with no final record, is stale and may be taken over."""
+    scheduler_session_timeout_s: float = 6.0
+    """How long a dead scheduler leader keeps its lease before a replica takes over."""
+    shrink_threshold: float = Field(default=0.5, ge=0, le=1)
+    """A run with fewer valid rows than this share of the last successful one is suspicious."""
 
     @field_validator("source_http_headers", mode="before")
     @classmethod

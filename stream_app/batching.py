@@ -36,6 +36,16 @@ logger = logging.getLogger(__name__)
 BatchHandler = Callable[[TP, list[Any]], Awaitable[None]]
 
 
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust reads committed transactions only in its exactly-once mode; a producer run is one
+    transaction, so the raw topic must be read ``read_committed`` (an aborted run is invisible)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # read by aiokafka when the consumer starts
+        return consumer
+
+
 class BatchingConsumer(faust_aiokafka.Consumer):
     # Faust's lifecycle lines keep Faust's logger names (quiet unless LOG_LEVEL=DEBUG).
     logger = logging.getLogger("faust.transport.consumer")
@@ -45,6 +55,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._batch_next: dict[TP, int] = {}
         self._batch_lock: asyncio.Lock | None = None
+
+    def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     @property
     def _handlers(self) -> Mapping[str, BatchHandler]:

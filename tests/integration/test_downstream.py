@@ -51,8 +51,8 @@ def test_tail_from_a_timestamp(pipeline: Pipeline, list_server: ListServer) -> N
     time.sleep(1.5)
     between = datetime.now(UTC)
     time.sleep(1.5)
-    second = pipeline.produce(list_server.url(NSE))
-    assert second.returncode == 0 and second.summary is not None
+    second = pipeline.produce(list_server.url(NSE), "--force-publish")
+    assert second.returncode == 0 and second.summary is not None and second.summary["status"] == "succeeded"
     items = json_lines(pipeline.cli("tail", "--topic", "raw", "--from-timestamp", between.isoformat()).stdout)
     assert len([i for i in items if i["key"]]) == 2387
     assert {i["headers"]["run-id"] for i in items} == {second.summary["run_id"]}  # type: ignore[index]

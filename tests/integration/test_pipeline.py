@@ -39,7 +39,11 @@ def test_nse_list_end_to_end(pipeline: Pipeline, list_server: ListServer) -> Non
     assert len(pipeline.current()) == 2387
     emitted_before = len(pipeline.items(current_topic))
 
-    again = pipeline.produce(list_server.url("/data/nse_EQUITY_L.csv"))
+    # the producer sees the list is unchanged and publishes nothing ...
+    same = pipeline.produce(list_server.url("/data/nse_EQUITY_L.csv"))
+    assert same.returncode == 0 and same.summary and same.summary["status"] == "unchanged", same.stdout
+    # ... and when it publishes all the events again anyway, the table dedups them
+    again = pipeline.produce(list_server.url("/data/nse_EQUITY_L.csv"), "--force-publish")
     assert again.returncode == 0, again.stderr
     stats = pipeline.wait_processed(2 * 2387, markers=2 * pipeline.partitions)
     assert stats["isins"] == 2387
@@ -138,7 +142,9 @@ def test_wiped_state_is_recovered_from_the_compacted_topic(pipeline: Pipeline, l
     assert stats["isins"] == 15460, f"recovered {stats['isins']} after {time.monotonic() - started:.1f}s"
     # the recovered table is complete: a rerun emits nothing
     emitted = len(pipeline.items(pipeline.env["TOPIC_CURRENT"]))
-    assert pipeline.produce(list_server.url("/data/nsdl_india-isin_ISIN_20240831.csv")).returncode == 0
+    assert (
+        pipeline.produce(list_server.url("/data/nsdl_india-isin_ISIN_20240831.csv"), "--force-publish").returncode == 0
+    )
     pipeline.wait_processed(15460, markers=pipeline.partitions)
     assert worker.local_dedup()["unchanged"] == 15460
     assert len(pipeline.items(pipeline.env["TOPIC_CURRENT"])) == emitted

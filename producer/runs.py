@@ -1,0 +1,192 @@
+"""The runs topic: the producer's memory of every run, read back on start and before each run.
+
+One compacted, one-partition topic. Key: ``<source> @ <slot>``. A run writes ``RUNNING`` when
+it starts (its claim), then exactly one final record: ``SUCCEEDED``, ``UNCHANGED``,
+``SUSPICIOUS``, ``FAILED`` or ``INTERRUPTED`` (asked to stop, so retried at once). A
+successful or suspicious run's final record is written in the same Kafka transaction as its
+events, so it exists exactly when they do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from isin_pipeline.errors import PublishError
+from isin_pipeline.kafka import KafkaSettings
+from isin_pipeline.reader import TopicReader
+from producer.download import Validators
+from producer.schedule import parse_slot, slot_key
+from schemas import RUN_RECORD, Serde
+
+logger = logging.getLogger(__name__)
+
+FINAL = frozenset({"SUCCEEDED", "UNCHANGED", "SUSPICIOUS", "FAILED", "INTERRUPTED"})
+DONE = frozenset({"SUCCEEDED", "UNCHANGED", "SUSPICIOUS"})
+
+
+def run_key(source: str, slot: datetime) -> bytes:
+    return f"{source} @ {slot_key(slot)}".encode()
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _ms(value: Any) -> int | None:
+    if value is None:
+        return None
+    return int(value.timestamp() * 1000) if isinstance(value, datetime) else int(value)
+
+
+@dataclass
+class RunInfo:
+    """One record of the runs topic, with its position in the log."""
+
+    source: str
+    slot: str
+    run_id: str
+    status: str
+    started_at: int
+    owner: str
+    finished_at: int | None = None
+    rows: int = 0
+    valid: int = 0
+    invalid: int = 0
+    published: int = 0
+    bytes: int = 0
+    etag: str | None = None
+    last_modified: str | None = None
+    content_sha256: str | None = None
+    reason: str | None = None
+    offset: int = field(default=-1, compare=False)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], offset: int = -1) -> RunInfo:
+        values: dict[str, Any] = {k: record.get(k) for k in cls.__dataclass_fields__ if k != "offset"}
+        values["started_at"] = _ms(record["started_at"])
+        values["finished_at"] = _ms(record.get("finished_at"))
+        return cls(**values, offset=offset)
+
+    def to_record(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "offset"}
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.to_record()
+        for k in ("started_at", "finished_at"):
+            if out[k] is not None:
+                out[k] = datetime.fromtimestamp(out[k] / 1000, UTC).isoformat(timespec="milliseconds")
+        return out
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE
+
+    @property
+    def slot_at(self) -> datetime:
+        return parse_slot(self.slot)
+
+
+class RunLog:
+    """The runs topic in memory, refreshed incrementally. Not thread-safe."""
+
+    def __init__(self, settings: KafkaSettings, serde: Serde) -> None:
+        self._reader = TopicReader(settings, settings.topic_runs, serde)
+        self._next: dict[int, int] = {}
+        self.records: list[RunInfo] = []
+
+    def refresh(self) -> RunLog:
+        start = self._next or None
+        for item in self._reader.read(start=start):
+            self._next[item.partition] = item.offset + 1
+            if item.record is not None and item.schema == RUN_RECORD.name:
+                self.records.append(RunInfo.from_record(item.record, item.offset))
+        if not self._next:  # an empty topic: next time, still from the beginning
+            self._next = {}
+        return self
+
+    def for_slot(self, source: str, slot: datetime) -> list[RunInfo]:
+        key = slot_key(slot)
+        return [r for r in self.records if r.source == source and r.slot == key]
+
+    def latest(self, source: str, slot: datetime) -> RunInfo | None:
+        runs = self.for_slot(source, slot)
+        return runs[-1] if runs else None
+
+    def history(self, source: str | None = None) -> list[RunInfo]:
+        """The last record of every run, oldest slot first."""
+        last: dict[str, RunInfo] = {}
+        for r in self.records:
+            if source is None or r.source == source:
+                last[r.run_id] = r
+        return sorted(last.values(), key=lambda r: (r.slot, r.offset))
+
+    def last_success(self, source: str) -> RunInfo | None:
+        ok = [r for r in self.records if r.source == source and r.status == "SUCCEEDED"]
+        return max(ok, key=lambda r: (r.slot, r.offset)) if ok else None
+
+    def validators(self, source: str) -> Validators | None:
+        """ETag, Last-Modified and content hash of the list as last published or seen unchanged."""
+        seen = [r for r in self.records if r.source == source and r.status in ("SUCCEEDED", "UNCHANGED")]
+        if not seen:
+            return None
+        last = max(seen, key=lambda r: (r.slot, r.offset))
+        return Validators(etag=last.etag, last_modified=last.last_modified, sha256=last.content_sha256)
+
+
+class RunWriter:
+    """Writes RUNNING, UNCHANGED and FAILED records, outside any run transaction."""
+
+    def __init__(self, settings: KafkaSettings, serde: Serde) -> None:
+        self._topic = settings.topic_runs
+        self._encode = serde.encoder(settings.topic_runs, RUN_RECORD)
+        self._conf = {**settings.confluent_config(), "enable.idempotence": True, "acks": "all", "linger.ms": 0}
+        self._producer: Producer | None = None
+
+    def encode(self, run: RunInfo) -> bytes:
+        return self._encode(run.to_record())
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    def write(self, run: RunInfo, timeout: float = 30.0) -> int:
+        """Append ``run`` and wait for it; returns its offset."""
+        if self._producer is None:
+            self._producer = Producer(self._conf)
+        result: dict[str, Any] = {}
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            result["err"], result["offset"] = err, msg.offset()
+
+        self._producer.produce(
+            self._topic, self.encode(run), run_key(run.source, run.slot_at), partition=0, on_delivery=on_delivery
+        )
+        if self._producer.flush(timeout) or result.get("err") is not None or "offset" not in result:
+            raise PublishError(f"cannot write the {run.status} record of run {run.run_id}: {result.get('err')}")
+        return int(result["offset"])
+
+
+def claim_lost(log: RunLog, mine: RunInfo, stale_after_ms: int, now_ms: int) -> RunInfo | None:
+    """The earlier live claim on ``mine``'s slot that wins over ours, if any.
+
+    Claims are ordered by the runs topic (one partition): the first RUNNING record of a slot,
+    still fresh and not followed by a final record, wins; later claimants stand down.
+    """
+    earlier: Iterable[RunInfo] = (r for r in log.for_slot(mine.source, mine.slot_at) if r.offset < mine.offset)
+    finals = {r.run_id for r in log.for_slot(mine.source, mine.slot_at) if r.final}
+    for run in earlier:
+        if run.status == "RUNNING" and run.run_id not in finals and run.started_at > now_ms - stale_after_ms:
+            return run
+    return None
