@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from isin_pipeline.console import table_console
 from isin_pipeline.errors import PipelineError
 from isin_pipeline.topics import TopicSpec, ensure_topics, pipeline_topics
 from producer.download import Downloader, RetryPolicy, redact_url
@@ -249,7 +250,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for run in history:
             sys.stdout.write(json.dumps(run.to_json()) + "\n")
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"runs of {source}" if source else "runs")
@@ -270,5 +270,5 @@ def cmd_runs(args: argparse.Namespace) -> int:
             str(run.published),
             run.reason or "",
         )
-    Console().print(table)
+    table_console().print(table)
     return 0

@@ -7,6 +7,7 @@ import sys
 import time
 from types import TracebackType
 
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class RunProgress:
                 DownloadColumn(),
                 TextColumn("{task.fields[rows]}"),
                 TimeElapsedColumn(),
+                console=Console(stderr=True),  # stdout carries the JSON summary
                 transient=False,
             )
             self._bar.start()

@@ -207,11 +207,48 @@ def transactional_id(source: str, slot: datetime) -> str:
     return f"isin-pipeline.{digest}.{slot_key(slot)}"
 
 
+def fence_abandoned(ctx: RunContext, source: str, started_before_ms: int | None = None) -> list[RunInfo]:
+    """Abort the transactions of runs that claimed a slot and never finished, and record them.
+
+    A run killed mid-way leaves an open transaction; until it is aborted, read_committed
+    consumers of its partitions stop at it (on Kafka for up to transaction.timeout.ms).
+    Initialising a producer with the run's transactional id aborts it and fences the run if
+    it is still alive. ``started_before_ms`` limits this to claims that old (None: all, for a
+    new scheduler leader, whose predecessors' claims are all abandoned).
+    """
+    from confluent_kafka import KafkaException, Producer
+
+    abandoned = [
+        r
+        for r in ctx.runs.refresh().history(source)
+        if r.status == "RUNNING" and (started_before_ms is None or r.started_at < started_before_ms)
+    ]
+    for claim in abandoned:
+        tid = transactional_id(source, claim.slot_at)
+        producer = Producer({**ctx.settings.producer_config(), "transactional.id": tid})
+        try:
+            producer.init_transactions(30)
+        except KafkaException as exc:
+            logger.warning("could not fence the abandoned run %s: %s", claim.run_id, exc.args[0])
+            continue
+        finally:
+            producer.flush(1)
+        claim.status, claim.finished_at = "INTERRUPTED", now_ms()
+        claim.reason = f"abandoned by {claim.owner}; its transaction was aborted by {owner_id()}"
+        ctx.writer.write(claim)
+        logger.warning(
+            "run %s of slot %s was abandoned by %s: fenced and recorded", claim.run_id, claim.slot, claim.owner
+        )
+    return abandoned
+
+
 def execute(ctx: RunContext, plan: RunPlan) -> RunSummary:
     """Run ``plan`` unless its slot is done or claimed. Raises PipelineError if the run failed."""
     started = time.monotonic()
     settings = ctx.settings
     summary = RunSummary(run_id=new_run_id(), source=plan.source, slot=slot_key(plan.slot))
+    if not plan.take_over:
+        fence_abandoned(ctx, plan.source, started_before_ms=now_ms() - int(settings.run_timeout_s * 1000))
     runs = ctx.runs.refresh()
     latest = runs.latest(plan.source, plan.slot)
     if latest is not None and latest.done:

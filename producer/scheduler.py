@@ -28,7 +28,7 @@ from isin_pipeline.errors import PipelineError
 from producer.leader import LeaderElection
 from producer.metrics import RunMetrics
 from producer.publish import RunInterrupted
-from producer.run import RunContext, RunPlan, RunSummary, execute
+from producer.run import RunContext, RunPlan, RunSummary, execute, fence_abandoned
 from producer.schedule import Schedule, slot_key
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ class Scheduler:
         allow_shrink: bool = False,
         force_publish: bool = False,
         clock: Clock = utc_now,
+        runner: Callable[[RunContext, RunPlan], RunSummary] = execute,
+        fence: Callable[[RunContext, str], object] = fence_abandoned,
     ) -> None:
         self.ctx = ctx
         self.url = url
@@ -75,6 +77,8 @@ class Scheduler:
         self.allow_shrink = allow_shrink
         self.force_publish = force_publish
         self.clock = clock
+        self.runner = runner
+        self.fence = fence
         self._epoch = -1
         self._skipped: datetime | None = None
         self._done: datetime | None = None
@@ -90,8 +94,9 @@ class Scheduler:
         now = self.clock()
         slot = self.policy.schedule.latest(now)
         epoch = self.election.epoch if self.election else 0
-        if epoch != self._epoch:  # (re)starting as leader: apply the catch-up policy once
+        if epoch != self._epoch:  # (re)starting as leader: the runs of earlier leaders are over
             self._epoch = epoch
+            self.fence(self.ctx, self.source)
             late = (now - slot).total_seconds()
             if self.policy.catch_up == "none" and late > self.policy.misfire_grace_s:
                 logger.info(
@@ -122,7 +127,7 @@ class Scheduler:
             take_over=True,
         )
         try:
-            summary = execute(self.ctx, plan)
+            summary = self.runner(self.ctx, plan)
         except PipelineError as exc:
             status = "interrupted" if isinstance(exc, RunInterrupted) else "failed"
             summary = RunSummary(run_id="", source=self.source, slot=slot_key(slot), status=status, reason=str(exc))

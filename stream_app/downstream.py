@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from isin_pipeline.console import table_console
 from isin_pipeline.errors import ConfigError
 from isin_pipeline.kafka import KafkaSettings
 from schemas import jsonable
@@ -140,7 +140,7 @@ def _take(items: Iterable[Item], n: int) -> Iterator[Item]:
 
 
 def _print_table(items: Iterable[Item], every: int = 50) -> None:
-    console = Console()
+    console = table_console()
     rows: list[Item] = []
 
     def flush() -> None:

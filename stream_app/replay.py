@@ -14,9 +14,9 @@ from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
-from rich.console import Console
 from rich.table import Table
 
+from isin_pipeline.console import table_console
 from isin_pipeline.errors import BrokerError, ConfigError, PipelineError
 from isin_pipeline.kafka import KafkaSettings
 from isin_pipeline.offsets import end_offsets, offsets_for_timestamp
@@ -155,4 +155,4 @@ def _report(args: argparse.Namespace, topic: str, rows: list[dict[str, Any]]) ->
             str(row["end"]),
             "-" if after is None else str(row["end"] - after),
         )
-    Console().print(table)
+    table_console().print(table)

@@ -59,9 +59,9 @@ def pipeline(kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureReques
     yield p
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
-        for worker in p.workers:
-            print(f"\n----- log of worker {worker.name} (pid {worker.proc.pid if worker.proc else None}) -----")
-            print(worker.tail())
+        for proc in [*p.workers, *p.procs]:
+            print(f"\n----- log of {proc.name} (pid {proc.proc.pid if proc.proc else None}) -----")
+            print(proc.tail())
     p.close()
 
 

@@ -45,34 +45,20 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: floa
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
-class Worker:
-    """One ``isin-pipeline stream`` subprocess."""
+class Proc:
+    """An ``isin-pipeline`` subprocess with its log in a file; stopped by its pid."""
 
-    def __init__(self, name: str, env: dict[str, str], state_dir: Path, log: Path, port: int | None = None) -> None:
+    def __init__(self, name: str, env: dict[str, str], log: Path, args: list[str]) -> None:
         self.name = name
         self.env = env
-        self.state_dir = state_dir
         self.log = log
-        self.port = port or free_port()
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Worker:
+    def start(self) -> Proc:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "isin_pipeline",
-                    "stream",
-                    "--web-port",
-                    str(self.port),
-                    "--state-dir",
-                    str(self.state_dir),
-                ],
+                [sys.executable, "-m", "isin_pipeline", *self.args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -87,6 +73,52 @@ class Worker:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer or a node failure would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def tail(self, chars: int = 6000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+class Worker(Proc):
+    """One ``isin-pipeline stream`` subprocess."""
+
+    def __init__(self, name: str, env: dict[str, str], state_dir: Path, log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.state_dir = state_dir
+        super().__init__(name, env, log, [])
+
+    def start(self) -> Worker:
+        self.args = ["stream", "--web-port", str(self.port), "--state-dir", str(self.state_dir)]
+        super().start()
+        return self
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, Any]:
         req = urllib.request.Request(self.api + path, headers=headers or {})  # noqa: S310 - loopback
@@ -123,34 +155,6 @@ class Worker:
     def local_dedup(self) -> dict[str, Any]:
         return dict(self.stats()["workers"][0]["dedup"])
 
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=timeout)
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL, as the OOM killer or a node failure would."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-    def tail(self, chars: int = 6000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
 
 @dataclass
 class Pipeline:
@@ -162,6 +166,7 @@ class Pipeline:
     partitions: int = 6
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: list[Worker] = field(default_factory=list)
+    procs: list[Proc] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -215,6 +220,12 @@ class Pipeline:
     def produce(self, source: str, *args: str, timeout: float = 180.0) -> Produced:
         return self.cli("produce", "--source", source, *args, timeout=timeout)
 
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Proc:
+        """Any other long-running command (a scheduler), stopped at the end of the test."""
+        proc = Proc(name, env or self.env, self.tmp / f"{name}.log", list(args))
+        self.procs.append(proc)
+        return proc
+
     def worker(self, name: str = "w1", port: int | None = None) -> Worker:
         worker = Worker(name, self.env, self.tmp / f"state-{name}", self.tmp / f"{name}.log", port)
         self.workers.append(worker)
@@ -267,6 +278,17 @@ class Pipeline:
 
         wait_for(f"consumer group {name} to be empty", idle, timeout, interval=0.5)
 
+    def runs(self) -> list[dict[str, Any]]:
+        """Every record of the runs topic, in order (none before the topic exists)."""
+        from isin_pipeline.errors import BrokerError
+
+        try:
+            return [i.record for i in self.items(self.env["TOPIC_RUNS"]) if i.record]
+        except BrokerError as exc:
+            if "does not exist" in str(exc):
+                return []
+            raise
+
     def close(self) -> None:
-        for worker in self.workers:
-            worker.stop()
+        for proc in [*self.procs, *self.workers]:
+            proc.stop()

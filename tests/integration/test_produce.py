@@ -130,3 +130,37 @@ def test_truncated_http_body_fails_clearly(pipeline: Pipeline, list_server: List
     url = list_server.script("/cut.csv", Answer(file=src, truncate_to=1000))
     assert_failed(pipeline.produce(url), "gave up after 2 attempts")
     assert len(list_server.hits("/cut.csv")) == 2
+
+
+def test_progress_bar_on_a_terminal_and_log_lines_otherwise(pipeline: Pipeline, list_server: ListServer) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "isin_pipeline", "produce", "--source", list_server.url("/data/bse_Equity.csv")],
+            env={**pipeline.env, "COLUMNS": "120"},
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=120,
+            check=False,
+        )
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(primary)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "download" in terminal and "4,926 rows" in terminal and "━" in terminal  # rich's bar
+    piped = pipeline.produce(list_server.url("/data/bse_Equity.csv"), "--force-publish")
+    assert "━" not in piped.stderr and "\x1b[" not in piped.stderr

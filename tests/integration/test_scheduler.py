@@ -1,0 +1,253 @@
+"""The scheduled producer against a real broker and a real loopback HTTP server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.integration.httpd import Answer, ListServer
+from tests.integration.support import Pipeline, Produced, wait_for
+
+NSE = "/data/nse_EQUITY_L.csv"
+
+
+def final_runs(pipeline: Pipeline) -> list[dict[str, object]]:
+    return [r for r in pipeline.runs() if r["status"] != "RUNNING"]
+
+
+def marker_runs(pipeline: Pipeline) -> Counter[str]:
+    """End-of-run markers per run id: a published (completed) run has one per partition."""
+    items = pipeline.items(pipeline.env["TOPIC_RAW"])
+    return Counter(i.headers["run-id"] for i in items if i.key is None)
+
+
+def test_a_duplicate_start_does_not_publish_twice(pipeline: Pipeline, list_server: ListServer) -> None:
+    """Two starts of the same cron slot at once, as a CronJob may do, then a late third one."""
+    url = list_server.url(NSE)
+    results: list[Produced] = []
+
+    def start() -> None:
+        results.append(pipeline.produce(url, "--cron", "*/30 * * * *"))
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    statuses = sorted(r.summary["status"] for r in results if r.summary)
+    assert statuses == ["skipped", "succeeded"]
+    assert all(r.summary and r.summary["slot"] == results[0].summary["slot"] for r in results)  # type: ignore[index]
+    late = pipeline.produce(url, "--cron", "*/30 * * * *")
+    assert late.returncode == 0 and late.summary and late.summary["status"] == "skipped"
+    assert "is done" in late.summary["reason"]
+    assert len([r for r in final_runs(pipeline) if r["status"] == "SUCCEEDED"]) == 1
+    assert list(marker_runs(pipeline).values()) == [pipeline.partitions]  # one run's markers, once
+
+
+def test_503_twice_then_200_succeeds(pipeline: Pipeline, list_server: ListServer, shared_data: Path) -> None:
+    path = f"/flaky-{pipeline.suffix}.csv"
+    url = list_server.script(path, Answer(503), Answer(503), Answer(file=shared_data / "nse_EQUITY_L.csv"))
+    pipeline.extra_env["HTTP_RETRIES"] = "3"
+    result = pipeline.produce(url)
+    assert result.returncode == 0, result.stderr
+    assert result.summary and result.summary["status"] == "succeeded" and result.summary["published"] == 2387
+    assert len(list_server.hits(path)) == 3
+
+
+def test_304_means_unchanged_and_nothing_published(
+    pipeline: Pipeline, list_server: ListServer, shared_data: Path
+) -> None:
+    path = f"/etag-{pipeline.suffix}.csv"
+    body = Answer(
+        file=shared_data / "nse_EQUITY_L.csv",
+        headers={"ETag": '"v1"', "Last-Modified": "Sun, 22 Nov 2026 06:00:00 GMT"},
+    )
+    url = list_server.script(path, body, Answer(304, headers={"ETag": '"v1"'}))
+    assert pipeline.produce(url).returncode == 0
+    raw_before = len(pipeline.items(pipeline.env["TOPIC_RAW"]))
+    second = pipeline.produce(url)
+    assert second.returncode == 0 and second.summary and second.summary["status"] == "unchanged"
+    sent = list_server.hits(path)[-1]
+    assert sent.get("If-None-Match") == '"v1"' and sent.get("If-Modified-Since") == "Sun, 22 Nov 2026 06:00:00 GMT"
+    assert len(pipeline.items(pipeline.env["TOPIC_RAW"])) == raw_before
+    assert [r["status"] for r in final_runs(pipeline)] == ["SUCCEEDED", "UNCHANGED"]
+
+
+def test_a_broken_zip_fails_the_run_clearly(pipeline: Pipeline, list_server: ListServer, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+    result = pipeline.produce(list_server.add_file("broken.zip", broken))
+    assert result.returncode == 1 and "broken zip" in result.last_error_line
+    (run,) = final_runs(pipeline)
+    assert run["status"] == "FAILED" and "broken zip" in str(run["reason"])
+
+
+def make_gleif(tool: Path, out: Path, rows: int) -> Path:
+    subprocess.run([sys.executable, str(tool), "--rows", str(rows), "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
+def test_the_shrink_guard_stops_the_truncated_nsdl_scrape(
+    pipeline: Pipeline, list_server: ListServer, gleif_tool: Path, tmp_path: Path
+) -> None:
+    """Yesterday's list had 40,000 ISINs (synthetic); today's download is the real, truncated
+    NSDL scrape with 15,460. Publishing its deletes would wipe most of the table."""
+    name = ["--source-name", "isin-master"]
+    day1 = list_server.add_file("master.csv", make_gleif(gleif_tool, tmp_path / "master.csv", 40_000))
+    worker = pipeline.worker().start()
+    worker.wait_healthy()
+    assert pipeline.produce(day1, *name).returncode == 0
+    pipeline.wait_processed(40_000, markers=pipeline.partitions)
+
+    scrape = list_server.url("/data/nsdl_india-isin_ISIN_20240831.csv")
+    held = pipeline.produce(scrape, *name)
+    assert held.returncode == 3, held.stderr
+    assert held.summary and held.summary["status"] == "suspicious" and held.summary["markers"] is False
+    assert "under 50% of the 40000" in held.last_error_line
+    stats = pipeline.wait_processed(40_000 + 15_460, markers=pipeline.partitions)
+    assert stats["isins"] == 40_000 + 15_460  # published, but nothing deleted
+
+    accepted = pipeline.produce(scrape, *name, "--allow-shrink")
+    assert accepted.returncode == 0 and accepted.summary and accepted.summary["status"] == "succeeded"
+    stats = pipeline.wait_processed(40_000 + 2 * 15_460, markers=2 * pipeline.partitions)
+    assert stats["isins"] == 15_460
+    assert [r["status"] for r in final_runs(pipeline)] == ["SUCCEEDED", "SUSPICIOUS", "SUCCEEDED"]
+
+
+def schedule(pipeline: Pipeline, name: str, url: str, *args: str) -> object:
+    return pipeline.spawn(name, "schedule", "--source", url, "--source-name", "sched", *args).start()
+
+
+def test_catch_up_after_downtime_is_exactly_one_run(pipeline: Pipeline, list_server: ListServer) -> None:
+    """Three slots go by while the scheduler is down; after the restart it runs the latest due
+    slot, not the ones it missed. (Which slot is latest depends on how fast it starts: the
+    exact decision is tested with a fake clock in tests/unit/test_schedule.py.)"""
+    url, every = list_server.url(NSE), 5
+    first = schedule(pipeline, "s1", url, "--every", f"{every}s", "--force-publish")
+    wait_for("a first run", lambda: any(r["status"] == "SUCCEEDED" for r in pipeline.runs()), 60)
+    assert first.stop() == 0  # type: ignore[attr-defined]
+    stopped = time.time()
+    time.sleep(3 * every + 1)
+    restarted = time.time()
+    second = schedule(pipeline, "s2", url, "--every", f"{every}s", "--force-publish")
+
+    def after_restart() -> list[float]:
+        return sorted(_ts(str(r["slot"])) for r in final_runs(pipeline) if r["started_at"].timestamp() >= restarted)  # type: ignore[union-attr]
+
+    wait_for("a run after the restart", after_restart, 60)
+    assert second.stop() == 0  # type: ignore[attr-defined]
+    slots = [_ts(str(r["slot"])) for r in final_runs(pipeline)]
+    assert len(slots) == len(set(slots)), "a slot ran twice"
+    caught_up = after_restart()[0]
+    assert caught_up >= restarted - every, "the first slot after the restart was not the latest due one"
+    missed = [s for s in slots if stopped < s < caught_up]
+    assert missed == [], f"slots missed during the downtime were run: {missed}"
+
+
+def _ts(slot: str) -> float:
+    from producer.schedule import parse_slot
+
+    return parse_slot(slot).timestamp()
+
+
+@pytest.mark.slow
+def test_two_replicas_run_every_slot_once_even_when_the_leader_is_killed(
+    pipeline: Pipeline, list_server: ListServer, gleif_tool: Path, tmp_path: Path
+) -> None:
+    """Every 25 s, two replicas. The leader is killed (SIGKILL) in the middle of a run: the
+    other takes over within the slot and runs it; every slot succeeds exactly once."""
+    source = list_server.add_file("big.csv", make_gleif(gleif_tool, tmp_path / "big.csv", 150_000))
+    args = ["--every", "25s", "--force-publish"]
+    procs = {"a": schedule(pipeline, "a", source, *args), "b": schedule(pipeline, "b", source, *args)}
+
+    def live_claim() -> dict[str, object] | None:
+        """A run in progress that started on time (the first one may catch up a slot late)."""
+        finals = {r["run_id"] for r in final_runs(pipeline)}
+        live = [
+            r
+            for r in pipeline.runs()
+            if r["status"] == "RUNNING"
+            and r["run_id"] not in finals
+            and r["started_at"].timestamp() - _ts(str(r["slot"])) < 3  # type: ignore[union-attr]
+        ]
+        return live[-1] if live else None
+
+    claim = wait_for("a run in progress", live_claim, 90, interval=0.1)
+    pid = int(str(claim["owner"]).rsplit(":", 1)[1])
+    leader = next(name for name, p in procs.items() if p.pid == pid)  # type: ignore[attr-defined]
+    procs[leader].kill()  # type: ignore[attr-defined]
+    killed_at = time.time()
+    survivor = procs["b" if leader == "a" else "a"]
+
+    def rerun() -> dict[str, object] | None:
+        return next((r for r in pipeline.runs() if r["slot"] == claim["slot"] and r["run_id"] != claim["run_id"]), None)
+
+    takeover = wait_for("the other replica to claim the slot", rerun, 60)
+    took = takeover["started_at"].timestamp() - killed_at  # type: ignore[union-attr]
+    print(f"\ntakeover: the other replica claimed slot {claim['slot']} {took:.1f}s after the SIGKILL")
+    wait_for(
+        "three slots done",
+        lambda: len({r["slot"] for r in final_runs(pipeline) if r["status"] == "SUCCEEDED"}) >= 3,
+        120,
+    )
+    assert survivor.stop() == 0  # type: ignore[attr-defined]
+
+    finals = final_runs(pipeline)
+    succeeded = [r for r in finals if r["status"] == "SUCCEEDED"]
+    per_slot = Counter(str(r["slot"]) for r in succeeded)
+    assert set(per_slot.values()) == {1}, f"a slot succeeded twice: {per_slot}"
+    assert claim["slot"] in per_slot, "the killed run's slot was not run by the other replica"
+    # the killed run: fenced and recorded, never completed
+    (killed,) = [r for r in finals if r["run_id"] == claim["run_id"]]
+    assert killed["status"] == "INTERRUPTED" and "abandoned" in str(killed["reason"])
+    # exactly one complete set of end-of-run markers per succeeded run, none for the killed one
+    markers = marker_runs(pipeline)
+    assert sorted(markers) == sorted(str(r["run_id"]) for r in succeeded)
+    assert set(markers.values()) == {pipeline.partitions}
+
+
+def test_metrics_runs_history_and_a_clean_sigterm(pipeline: Pipeline, list_server: ListServer) -> None:
+    from isin_pipeline.broker import free_port
+
+    port = free_port()
+    sched = schedule(pipeline, "m", list_server.url(NSE), "--every", "1h", "--metrics-port", str(port))
+    wait_for("a run", lambda: any(r["status"] == "SUCCEEDED" for r in pipeline.runs()), 60)
+
+    def metrics() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def after_the_run() -> str | None:
+        text = metrics()
+        return text if 'isin_pipeline_runs_total{source="sched",status="succeeded"} 1.0' in text else None
+
+    text = wait_for("metrics after the run", after_the_run, 30)
+    for series in (
+        'isin_pipeline_run_last_success_timestamp_seconds{source="sched"}',
+        'isin_pipeline_run_duration_seconds_count{source="sched"} 1.0',
+        'isin_pipeline_run_rows{source="sched"} 2387.0',
+        'isin_pipeline_run_invalid_rows{source="sched"} 0.0',
+        'isin_pipeline_scheduler_leader{source="sched"} 1.0',
+    ):
+        assert series in text, series
+    started = time.monotonic()
+    assert sched.stop() == 0  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 20
+
+    history = pipeline.cli("runs", "--format", "json")
+    assert history.returncode == 0
+    runs = [json.loads(line) for line in history.stdout.splitlines()]
+    assert len(runs) == 1
+    assert {"run_id", "source", "slot", "status", "started_at", "finished_at", "valid", "published"} <= set(runs[0])
+    assert (runs[0]["status"], runs[0]["valid"], runs[0]["published"]) == ("SUCCEEDED", 2387, 2387)
+    table = pipeline.cli("runs", "--source", "sched")
+    assert table.returncode == 0 and "SUCCEEDED" in table.stdout
