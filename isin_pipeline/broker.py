@@ -67,9 +67,11 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         cert: Path | None = None,
         key: Path | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_path
         self.cert = cert
         self.key = key
@@ -85,7 +87,8 @@ class EmbeddedBroker:
 
     def command(self) -> list[str]:
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        advertised = f"tcp://{self.host}:{self.advertised_port}"
+        cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised]
         if self.cert and self.key:
             cmd += ["--cert", str(self.cert), "--key", str(self.key)]
         return cmd

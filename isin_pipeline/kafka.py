@@ -62,6 +62,8 @@ class KafkaSettings(BaseSettings):
     kafka_ssl_key_location: Path | None = None
     kafka_ssl_key_password: SecretStr | None = None
     kafka_ssl_check_hostname: bool = True
+    kafka_connect_timeout_s: float = 10.0
+    """How long a command waits for Kafka before it says it cannot reach it."""
 
     schema_registry_url: str | None = None
     schema_registry_basic_auth_user_info: SecretStr | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,28 @@ _STD_ATTRS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "as
 
 # Libraries whose INFO lines are noise for operators of this pipeline.
 _QUIET = ("faust", "mode", "aiokafka", "aiohttp.access", "httpx", "httpcore", "kafka")
+
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_URL_QUERY = re.compile(r"(?P<url>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#\"']+)\?[^\s#\"']*")
+
+
+def redact(text: str) -> str:
+    """URLs without credentials or query strings (vendor feeds carry keys in both)."""
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+    return _URL_QUERY.sub(r"\g<url>?***", text)
+
+
+class RedactFilter(logging.Filter):
+    """Redacts URL credentials and query strings from every record, ours and libraries' (httpx
+    logs request URLs), before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,6 +62,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", quiet_libraries: bool 
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
         )
+    handler.addFilter(RedactFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -63,8 +63,9 @@ def pipeline_topics(s: KafkaSettings) -> list[TopicSpec]:
     ]
 
 
-def ensure_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: float = 15.0) -> list[str]:
+def ensure_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: float | None = None) -> list[str]:
     """Create the missing topics; check the partitions of existing ones. Returns the names created."""
+    timeout = timeout if timeout is not None else s.kafka_connect_timeout_s
     specs = list(specs)
     admin = AdminClient(s.confluent_config())
     try:

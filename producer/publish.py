@@ -79,11 +79,12 @@ class Publisher:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def connect(self, timeout: float = 10.0, transactional_id: str | None = None) -> int:
+    def connect(self, timeout: float | None = None, transactional_id: str | None = None) -> int:
         """Create the producer and check the raw topic; returns its partition count.
 
         With a ``transactional_id``, fence any older producer of that id and begin a transaction.
         """
+        timeout = timeout if timeout is not None else self._settings.kafka_connect_timeout_s
         conf = {
             **self._settings.producer_config(),
             "on_delivery": self._on_delivery,

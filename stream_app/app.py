@@ -17,6 +17,7 @@ from isin_pipeline.topics import ensure_topics, pipeline_topics
 from schemas import Serde, make_serde
 from stream_app.batching import BatchingApp
 from stream_app.dedup import Dedup
+from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.reindex import RawRangeReader
 from stream_app.seen import SeenIndex
@@ -37,6 +38,7 @@ class StreamContext:
     dedup: Dedup
     output: OutputWriter
     seen: SeenIndex
+    metrics: StreamMetrics
 
 
 def create_app(settings: StreamSettings) -> BatchingApp:
@@ -97,12 +99,18 @@ def create_app(settings: StreamSettings) -> BatchingApp:
     )
     serde = make_serde(settings.schema_registry_config())
     store = FaustTableStore(table)
-    output = OutputWriter(settings.output_producer_config(), settings.topic_current, settings.output_flush_timeout_s)
+    output = OutputWriter(
+        settings.output_producer_config(),
+        settings.topic_current,
+        settings.output_flush_timeout_s,
+        dlq_topic=settings.topic_dlq,
+    )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     seen = SeenIndex(settings.state_dir / f"{settings.app_id}-seen.rdb")
     reindex = RawRangeReader(settings.confluent_config(), settings.topic_raw)
-    dedup = Dedup(serde, store, output, seen, reindex, settings.topic_current)
-    ctx = StreamContext(settings, serde, table, store, dedup, output, seen)
+    dedup = Dedup(serde, store, output, seen, reindex, settings.topic_current, settings.topic_dlq)
+    metrics = StreamMetrics()
+    ctx = StreamContext(settings, serde, table, store, dedup, output, seen, metrics)
     app.isin = ctx  # type: ignore[attr-defined]
 
     async def handle(tp: TP, records: list[Any]) -> None:

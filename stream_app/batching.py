@@ -141,6 +141,31 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             await self.wait_first(callback(self._to_message(tp, record)), self.suspend_flow.wait())
             read_offset[tp] = offset
 
+    def lag(self, topic: str) -> dict[int, int]:
+        """Records of ``topic`` not yet handed to a handler, per assigned partition.
+
+        High watermark from the last fetch (right on every broker) minus the fetch position,
+        which, unlike the last processed offset, steps over transaction markers.
+        """
+        out: dict[int, int] = {}
+        try:
+            consumer = self._thread._ensure_consumer()
+            assignment = consumer._subscription.subscription.assignment
+        except Exception:  # not started, or rebalancing: nothing to report
+            return out
+        for tp in list(self.assignment()):
+            if tp.topic != topic:
+                continue
+            try:
+                high = consumer.highwater(tp)
+                state = assignment.state_value(tp)
+                position = state.position if state is not None and state.has_valid_position else None
+            except Exception:  # noqa: S112 - a partition being revoked: skip it
+                continue
+            if high is not None and position is not None:
+                out[tp.partition] = max(0, int(high) - int(position))
+        return out
+
     def _new_offset(self, tp: TP) -> int | None:
         if tp.topic in self._handlers:
             return self._batch_next.pop(tp, None)

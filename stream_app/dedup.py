@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from schemas import CURRENT_RECORD, END_OF_RUN, ISIN_EVENT, Serde, SerializationError
+from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, Serde, SerializationError
 from stream_app.records import listing_hashes, merge_event, remove_source
 from stream_app.seen import SeenIndex
 from stream_app.store import TableStore
@@ -38,6 +38,8 @@ SWEEP_YIELD_EVERY = 20_000
 
 class Output(Protocol):
     def send(self, partition: int, key: bytes, value: bytes | None) -> None: ...
+
+    def dead_letter(self, key: bytes | None, value: bytes) -> None: ...
 
     async def flush(self) -> dict[int, int]: ...
 
@@ -83,6 +85,7 @@ class Dedup:
         seen: SeenIndex,
         reindex: Reindex,
         current_topic: str,
+        dlq_topic: str | None = None,
     ) -> None:
         self._serde = serde
         self._store = store
@@ -90,8 +93,10 @@ class Dedup:
         self._seen = seen
         self._reindex = reindex
         self._encode = serde.encoder(current_topic, CURRENT_RECORD)
+        self._encode_dead = serde.encoder(dlq_topic, DEAD_LETTER) if dlq_topic else None
         self.stats = DedupStats()
         self._batch = DedupStats()
+        self._dead_pending = False
 
     async def process(self, partition: int, records: Sequence[Any]) -> None:
         """Apply one batch of raw records (aiokafka ConsumerRecords) of one partition."""
@@ -135,14 +140,14 @@ class Dedup:
             try:
                 decoded = decode(value)
             except SerializationError as exc:
-                self._reject(partition, rec.offset, str(exc))
+                self._reject(partition, rec.offset, str(exc), value)
                 continue
             if decoded.schema is not ISIN_EVENT:
-                self._reject(partition, rec.offset, f"a keyed {decoded.schema.name} is not an ISIN event")
+                self._reject(partition, rec.offset, f"a keyed {decoded.schema.name} is not an ISIN event", value)
                 continue
             event = decoded.record
             if event["isin"].encode() != key:
-                self._reject(partition, rec.offset, f"key {key!r} is not the event's ISIN {event['isin']}")
+                self._reject(partition, rec.offset, f"key {key!r} is not the event's ISIN {event['isin']}", value)
                 continue
             if run is None:
                 seen_runs.setdefault(event["run_id"].encode(), []).append(key)
@@ -161,9 +166,22 @@ class Dedup:
         self.stats.add_batch(stats)
         self.stats.last_event_at = time.time()
 
-    def _reject(self, partition: int, offset: int, reason: str) -> None:
+    def _reject(self, partition: int, offset: int, reason: str, raw: bytes = b"") -> None:
+        """A raw record that cannot be processed: counted, logged, and dead-lettered with the reason."""
         self._batch.rejected += 1
         logger.error("skipping raw record at partition %d offset %d: %s", partition, offset, reason)
+        if self._encode_dead is not None:
+            record = {
+                "source": "stream-app",
+                "run_id": "",
+                "line": offset,
+                "raw": f"partition {partition} offset {offset}: {raw[:200].hex()}",
+                "reason": reason,
+                "error": "MALFORMED_ROW",
+                "recorded_at": int(time.time() * 1000),
+            }
+            self._output.dead_letter(f"raw/{partition}/{offset}".encode(), self._encode_dead(record))
+            self._dead_pending = True
 
     async def _commit(
         self,
@@ -172,7 +190,8 @@ class Dedup:
         seen_runs: dict[bytes, list[bytes]],
         last_offset: int,
     ) -> None:
-        offsets = await self._output.flush() if pending else {}
+        offsets = await self._output.flush() if pending or self._dead_pending else {}
+        self._dead_pending = False
         self._store.apply(partition, pending, offsets.get(partition))
         self._seen.record(partition, {run.decode(): keys for run, keys in seen_runs.items()}, last_offset)
 

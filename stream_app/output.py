@@ -30,9 +30,11 @@ class OutputWriter:
         topic: str,
         flush_timeout_s: float,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        dlq_topic: str | None = None,
     ) -> None:
         self._conf = conf
         self._topic = topic
+        self._dlq_topic = dlq_topic
         self._flush_timeout = flush_timeout_s
         self._factory = producer_factory
         self._producer: Producer | None = None
@@ -53,10 +55,24 @@ class OutputWriter:
             if self._first_error is None:
                 self._first_error = f"{err.name()}: {err.str()}"
             return
+        if msg.topic() != self._topic:
+            return
         partition, offset = msg.partition(), msg.offset()
         assert partition is not None and offset is not None  # set on every delivered message
         if offset > self._offsets.get(partition, -1):
             self._offsets[partition] = offset
+
+    def dead_letter(self, key: bytes | None, value: bytes) -> None:
+        """A raw record the worker could not process, to the dead-letter topic (flushed with the batch)."""
+        if self._dlq_topic is None:
+            return
+        producer = self.producer
+        while True:
+            try:
+                producer.produce(self._dlq_topic, value, key)
+                return
+            except BufferError:
+                producer.poll(0.05)
 
     def send(self, partition: int, key: bytes, value: bytes | None) -> None:
         producer = self.producer

@@ -61,6 +61,9 @@ class _NoOutput:
     def send(self, partition: int, key: bytes, value: bytes | None) -> None:
         pass
 
+    def dead_letter(self, key: bytes | None, value: bytes) -> None:
+        pass
+
     async def flush(self) -> dict[int, int]:
         return {}
 

@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import hmac
 import logging
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,15 @@ class ApiView(View):
     ctx: StreamContext
 
     async def dispatch(self, request: Any) -> Any:
+        started = time.perf_counter()
+        route = type(self).view_path if hasattr(type(self), "view_path") else request.path
+        response = await self._dispatch(request)
+        metrics = self.ctx.metrics
+        metrics.query_latency.labels(route).observe(time.perf_counter() - started)
+        metrics.queries.labels(route, str(getattr(response, "status", 0))).inc()
+        return response
+
+    async def _dispatch(self, request: Any) -> Any:
         token = self.ctx.settings.api_token
         if token is not None and request.path not in PUBLIC_PATHS:
             given = request.headers.get("Authorization", "")
@@ -49,13 +59,10 @@ class ApiView(View):
 
     # -- cluster helpers ----------------------------------------------------------------
 
-    def _changelog(self) -> str:
-        return self.ctx.settings.topic_current
-
     def local_partitions(self) -> list[int]:
         """Table partitions this worker serves as the active owner."""
         actives = self.app.assignor.assigned_actives()
-        return sorted(tp.partition for tp in actives if tp.topic == self._changelog())
+        return sorted(tp.partition for tp in actives if tp.topic == self.ctx.settings.topic_current)
 
     def peers(self) -> list[URL]:
         """Other workers' web URLs, from the assignor's table metadata."""
@@ -90,6 +97,40 @@ def register(app: Any, ctx: StreamContext) -> None:
     settings = ctx.settings
     partitions = settings.topic_partitions
     cors = _cors_options(settings.cors_origins)
+    counts_cache: dict[str, Any] = {}
+
+    def local_partitions() -> list[int]:
+        actives = app.assignor.assigned_actives()
+        return sorted(tp.partition for tp in actives if tp.topic == settings.topic_current)
+
+    def ready() -> bool:
+        return bool(app.tables.recovery.completed.is_set()) and not app.rebalancing
+
+    def local_counts() -> dict[int, int]:
+        """ISINs per owned partition. Counting walks the RocksDB keys (about 0.1 s per million):
+        the count is reused while nothing that changes it happened (a write, a rebalance, a recovery)."""
+        d = ctx.dedup.stats
+        version = (app.consumer_generation_id, ready(), d.new, d.changed, d.deleted)
+        cached = counts_cache.get("local")
+        if cached is not None and cached[0] == version:
+            return dict(cached[1])
+        counts = {p: ctx.store.count(p) for p in local_partitions()}
+        counts_cache["local"] = (version, counts)
+        return counts
+
+    def lag() -> dict[int, int]:
+        consumer = app.consumer
+        return consumer.lag(settings.topic_raw) if hasattr(consumer, "lag") else {}
+
+    ctx.metrics.register_state(lambda: ctx.dedup.stats, lag, local_counts)
+
+    @app.page("/metrics", base=ApiView)
+    class Metrics(ApiView):
+        async def get(self, request: Request) -> Response:
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            body = generate_latest(ctx.metrics.registry)
+            return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/livez", base=ApiView, cors_options=cors)
     class Liveness(ApiView):
@@ -183,8 +224,6 @@ def register(app: Any, ctx: StreamContext) -> None:
                     break
             return out
 
-    stats_cache: dict[str, Any] = {}
-
     @app.page("/stats", base=ApiView, cors_options=cors)
     class Stats(ApiView):
         async def get(self, request: Request) -> Response:
@@ -207,16 +246,7 @@ def register(app: Any, ctx: StreamContext) -> None:
             return self.json({"isins": total, "complete": complete, "ready": self.ready(), "workers": workers})
 
         def local_stats(self) -> dict[str, Any]:
-            # Counting walks the RocksDB keys (about 0.1 s per million); reuse the count while
-            # nothing that changes it has happened: a table write, a rebalance, a recovery.
-            d = ctx.dedup.stats
-            version = (self.app.consumer_generation_id, self.ready(), d.new, d.changed, d.deleted)
-            cached = stats_cache.get("local")
-            if cached is not None and cached[0] == version:
-                counts = cached[1]
-            else:
-                counts = {p: ctx.store.count(p) for p in self.local_partitions()}
-                stats_cache["local"] = (version, counts)
+            counts = local_counts()
             return {
                 "worker": str(self.app.conf.canonical_url),
                 "isins": sum(counts.values()),

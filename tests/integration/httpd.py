@@ -42,14 +42,15 @@ class ListServer:
                 pass
 
             def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
                 with server._lock:
                     server.requests.append((self.path, dict(self.headers.items())))
-                    script = server.scripts.get(self.path)
+                    script = server.scripts.get(path)
                     answer = None
                     if script:
                         answer = script.pop(0) if len(script) > 1 else script[0]
                 if answer is None:
-                    answer = server._static(self.path)
+                    answer = server._static(path)
                 if answer.delay_s:
                     time.sleep(answer.delay_s)
                 body = answer.file.read_bytes() if answer.file else answer.body

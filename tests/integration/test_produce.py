@@ -97,7 +97,7 @@ def test_a_page_that_is_not_a_list(pipeline: Pipeline, list_server: ListServer) 
 def test_broker_down(pipeline: Pipeline, list_server: ListServer) -> None:
     from isin_pipeline.broker import free_port
 
-    env = {**pipeline.env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    env = {**pipeline.env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "KAFKA_CONNECT_TIMEOUT_S": "3"}
     result = pipeline.cli("produce", "--source", list_server.url("/data/nse_EQUITY_L.csv"), env=env)
     assert_failed(result, "cannot reach Kafka at 127.0.0.1:")
 

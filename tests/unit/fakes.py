@@ -41,12 +41,16 @@ class ListOutput:
 
     def __init__(self) -> None:
         self.sent: list[tuple[int, bytes, bytes | None]] = []
+        self.dead: list[tuple[bytes | None, bytes]] = []
         self._pending: list[int] = []
         self.flushes = 0
 
     def send(self, partition: int, key: bytes, value: bytes | None) -> None:
         self.sent.append((partition, key, value))
         self._pending.append(partition)
+
+    def dead_letter(self, key: bytes | None, value: bytes) -> None:
+        self.dead.append((key, value))
 
     async def flush(self) -> dict[int, int]:
         self.flushes += 1
