@@ -49,7 +49,8 @@ def header(headers: Any, name: str) -> bytes | None:
 class KafkaSettings(BaseSettings):
     """Connection, security and topic settings. Environment names are the field names, upper-cased."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_file=None)
+    # An empty variable means "not set" (a Kubernetes Secret key left empty, say).
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_file=None, env_ignore_empty=True)
 
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_client_id: str = "isin-pipeline"
