@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
+    setup_logging(args.log_level, args.log_format, os.environ.get("LIBRARY_LOG_LEVEL", "WARNING"))
     try:
         return int(args.func(args))
     except PipelineError as exc:

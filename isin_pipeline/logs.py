@@ -53,7 +53,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text", quiet_libraries: bool = True) -> None:
+def setup_logging(level: str = "INFO", fmt: str = "text", library_level: str = "WARNING") -> None:
     """Configure the root logger to write to stderr. Safe to call more than once."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -68,9 +68,9 @@ def setup_logging(level: str = "INFO", fmt: str = "text", quiet_libraries: bool 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    if quiet_libraries and root.level > logging.DEBUG:
+    if root.level > logging.DEBUG:
         for name in _QUIET:
-            logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger(name).setLevel(library_level.upper())
         # Connection failures are reported once by our own error callbacks; librdkafka would
         # repeat them every few milliseconds.
         logging.getLogger("librdkafka").setLevel(logging.CRITICAL)

@@ -183,6 +183,7 @@ class Pipeline:
                 "HTTP_RETRIES": "1",
                 "HTTP_BACKOFF_S": "0.05",
                 "LOG_LEVEL": "INFO",
+                "LIBRARY_LOG_LEVEL": "INFO",  # Faust's lifecycle in the worker logs a failed test prints
             }
         )
         env.update(self.extra_env)
