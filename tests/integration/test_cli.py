@@ -109,7 +109,7 @@ def test_the_embedded_broker_shows_aborted_transactions(embedded_broker_only: st
     leader.produce(topic, b"leader", b"k", partition=0)
     leader.commit_transaction(10)
     try:
-        zombie.commit_transaction(10)
+        zombie.commit_transaction(3)
         fenced = False
     except KafkaException:
         fenced = True
