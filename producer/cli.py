@@ -125,16 +125,20 @@ def run_context(settings: ProducerSettings, source: str, stop: Callable[[], str 
         max_bytes=settings.http_max_bytes,
         spool_dir=settings.spool_dir,
     )
-    with client, RunProgress(source) as progress:
-        yield RunContext(
-            settings=settings,
-            downloader=downloader,
-            serde=serde,
-            runs=RunLog(settings, serde),
-            writer=RunWriter(settings, serde),
-            progress=progress,
-            should_stop=stop,
-        )
+    runs = RunLog(settings, serde)
+    try:
+        with client, RunProgress(source) as progress:
+            yield RunContext(
+                settings=settings,
+                downloader=downloader,
+                serde=serde,
+                runs=runs,
+                writer=RunWriter(settings, serde),
+                progress=progress,
+                should_stop=stop,
+            )
+    finally:
+        runs.close()
 
 
 def scheduler_topic(settings: ProducerSettings) -> TopicSpec:
@@ -241,7 +245,11 @@ def _slug(text: str) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     settings = ProducerSettings()
-    log = RunLog(settings, make_serde(settings.schema_registry_config())).refresh()
+    log = RunLog(settings, make_serde(settings.schema_registry_config()))
+    try:
+        log.refresh()
+    finally:
+        log.close()
     source = None
     if args.source:
         source = args.source if any(r.source == args.source for r in log.records) else redact_url(args.source)

@@ -204,6 +204,29 @@ class Publisher:
             producer.poll(0)
             self._check_health()
 
+    def send_batch(self, topic: str, messages: list[dict[str, Any]]) -> None:
+        """Queue ``[{"key": ..., "value": ...}, ...]`` (no headers) with one call.
+
+        ``produce_batch`` queues what fits; the rest carry an ``_error`` (queue full) and are
+        queued again once deliveries made room.
+        """
+        producer = self.producer
+        pending = messages
+        while pending:
+            queued = producer.produce_batch(topic, pending)
+            if queued == len(pending):
+                break
+            failed = [m for m in pending if "_error" in m]
+            for m in failed:
+                err = m.pop("_error")
+                if err.code() != KafkaError._QUEUE_FULL:
+                    raise PublishError(f"cannot queue a record for {topic}: {err.str()}")
+            producer.poll(0.05)
+            self._check_health()
+            pending = failed
+        producer.poll(0)
+        self._check_health()
+
     def flush(self, what: str) -> None:
         """Wait for every queued record; raise PublishError if any is missing or failed."""
         timeout = self._settings.producer_flush_timeout_s

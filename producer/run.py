@@ -22,7 +22,8 @@ from producer.schedule import slot_key
 from producer.settings import ProducerSettings
 from producer.sources import BadRow, Layout, ListReader, Row
 from producer.validate import InvalidIsin, RowError, validate_isin
-from schemas import DEAD_LETTER, END_OF_RUN, ISIN_EVENT, Serde, content_hash
+from schemas import DEAD_LETTER, END_OF_RUN, Serde, content_hash
+from schemas.fastpath import EventEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ class RunContext:
         return self.settings.topic_dlq
 
 
+BATCH = 2000
+
+
 def publish_list(
     ctx: RunContext,
     publisher: Publisher,
@@ -94,15 +98,16 @@ def publish_list(
     progress: RowProgress | None = None,
 ) -> None:
     """Parse ``path`` and publish every row; bad rows go to the dead-letter topic."""
-    encode_event = ctx.serde.encoder(ctx.raw_topic, ISIN_EVENT)
-    encode_dead = ctx.serde.encoder(ctx.dlq_topic, DEAD_LETTER)
     source = summary.source
     run_id = summary.run_id
     run_key = run_id.encode()
     raw_topic, dlq_topic = ctx.raw_topic, ctx.dlq_topic
-    send = publisher.send
-    invalid_by = summary.invalid_by_reason
     published_at = now_ms()
+    encode_event = EventEncoder(ctx.serde, raw_topic, source, run_id, published_at)
+    encode_dead = ctx.serde.encoder(dlq_topic, DEAD_LETTER)
+    send_batch = publisher.send_batch
+    invalid_by = summary.invalid_by_reason
+    batch: list[dict[str, bytes]] = []
     rows = valid = invalid = 0
 
     def dead(line: int, raw: str, error: RowError, reason: str) -> None:
@@ -115,7 +120,7 @@ def publish_list(
             "error": error.value,
             "recorded_at": published_at,
         }
-        send(dlq_topic, run_key, encode_dead(record), [("run-id", run_key)])
+        publisher.send(dlq_topic, run_key, encode_dead(record), [("run-id", run_key)])
         invalid_by[error.value] = invalid_by.get(error.value, 0) + 1
 
     try:
@@ -145,22 +150,15 @@ def publish_list(
                     continue
                 valid += 1
                 attributes = item.attributes
-                digest = content_hash(source, attributes)
-                value = encode_event(
-                    {
-                        "isin": isin,
-                        "country_code": isin[:2],
-                        "source": source,
-                        "run_id": run_id,
-                        "line": item.line,
-                        "attributes": attributes,
-                        "content_hash": digest,
-                        "published_at": published_at,
-                    }
-                )
-                send(raw_topic, isin.encode(), value, [("content-hash", digest.encode()), ("run-id", run_key)])
-                if progress is not None and not rows % 10_000:
-                    progress(rows)
+                value = encode_event(isin, item.line, attributes, content_hash(source, attributes))
+                batch.append({"key": isin.encode(), "value": value})
+                if len(batch) >= BATCH:
+                    send_batch(raw_topic, batch)
+                    batch = []
+                    if progress is not None:
+                        progress(rows)
+            if batch:
+                send_batch(raw_topic, batch)
     finally:
         summary.rows, summary.valid, summary.invalid = rows, valid, invalid
     if progress is not None:

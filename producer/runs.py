@@ -12,19 +12,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from isin_pipeline.errors import PublishError
+from isin_pipeline.errors import BrokerError, PublishError
 from isin_pipeline.kafka import KafkaSettings
-from isin_pipeline.reader import TopicReader
 from producer.download import Validators
 from producer.schedule import parse_slot, slot_key
-from schemas import RUN_RECORD, Serde
+from schemas import RUN_RECORD, Serde, SerializationError
 
 logger = logging.getLogger(__name__)
 
@@ -99,22 +99,65 @@ class RunInfo:
 
 
 class RunLog:
-    """The runs topic in memory, refreshed incrementally. Not thread-safe."""
+    """The runs topic in memory, kept current by one long-lived consumer. Not thread-safe.
+
+    ``refresh()`` asks the broker for the end offset and reads up to it: one round trip when
+    nothing is new. (On the embedded broker, ListOffsets is right for this topic because
+    every record of it is written in a batch of its own.)
+    """
 
     def __init__(self, settings: KafkaSettings, serde: Serde) -> None:
-        self._reader = TopicReader(settings, settings.topic_runs, serde)
-        self._next: dict[int, int] = {}
+        self._settings = settings
+        self._serde = serde
+        self._topic = settings.topic_runs
+        self._consumer: Consumer | None = None
         self.records: list[RunInfo] = []
 
-    def refresh(self) -> RunLog:
-        start = self._next or None
-        for item in self._reader.read(start=start):
-            self._next[item.partition] = item.offset + 1
-            if item.record is not None and item.schema == RUN_RECORD.name:
-                self.records.append(RunInfo.from_record(item.record, item.offset))
-        if not self._next:  # an empty topic: next time, still from the beginning
-            self._next = {}
-        return self
+    def _open(self) -> Consumer:
+        if self._consumer is None:
+            consumer = Consumer(
+                {
+                    **self._settings.confluent_config(),
+                    "group.id": f"{self._settings.kafka_client_id}-runs",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 20,
+                    "fetch.queue.backoff.ms": 20,
+                }
+            )
+            consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
+            self._consumer = consumer
+        return self._consumer
+
+    def refresh(self, timeout: float = 30.0) -> RunLog:
+        consumer = self._open()
+        tp = TopicPartition(self._topic, 0)
+        try:
+            _low, end = consumer.get_watermark_offsets(tp, timeout=self._settings.kafka_connect_timeout_s)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read the runs topic {self._topic}: {exc.args[0]}") from exc
+        deadline = time.monotonic() + timeout
+        while True:
+            for msg in consumer.consume(500, timeout=0.05):
+                value = msg.value()
+                if msg.error() is not None or value is None:
+                    continue
+                try:
+                    decoded = self._serde.decode(value)
+                except SerializationError as exc:
+                    logger.warning("runs topic offset %s: %s", msg.offset(), exc)
+                    continue
+                if decoded.schema is RUN_RECORD:
+                    self.records.append(RunInfo.from_record(decoded.record, msg.offset() or 0))
+            (position,) = consumer.position([tp])
+            if position.offset >= end or (end == 0 and position.offset < 0):
+                return self
+            if time.monotonic() > deadline:
+                raise BrokerError(f"the runs topic {self._topic} did not reach offset {end} within {timeout:.0f}s")
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
 
     def for_slot(self, source: str, slot: datetime) -> list[RunInfo]:
         key = slot_key(slot)

@@ -1,8 +1,25 @@
-"""ISIN validation with python-stdnum: format, length, country code and check digit."""
+"""ISIN validation with python-stdnum: format, length, country code and check digit.
+
+stdnum is the authority. Its ``isin.validate`` costs about 7.6 µs a call here, half of the
+producer's CPU time on a GLEIF-sized list (see the README's Performance section), so valid
+ISINs take a fast path that applies the same rules with C-level string operations:
+
+- the format (two letters, nine letters or digits, one digit) by one compiled regex;
+- the country code against the set of prefixes stdnum accepts, asked of stdnum itself once
+  per prefix;
+- the check digit by the Luhn sum over the digits (A=10 ... Z=35), summed with ``bytes``
+  tables instead of a Python loop.
+
+Anything the fast path does not accept goes to stdnum, which decides and gives the reason.
+``tests/unit/test_validate.py`` checks that both agree on every ISIN of the real lists and on
+hundreds of thousands of generated near-misses.
+"""
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
+from functools import cache
 
 from stdnum import isin as stdnum_isin
 from stdnum.exceptions import (
@@ -34,8 +51,44 @@ class InvalidIsin(ValueError):
         self.reason = reason
 
 
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_SHAPE = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]")
+# Letters become their two-digit values; digits stay.
+_TO_DIGITS = str.maketrans({c: str(i) for i, c in enumerate(_ALPHABET) if i >= 10})
+# A digit at a doubled position contributes the digit sum of twice its value: 7 -> 14 -> 5.
+_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+
+
+@cache
+def _country_ok(prefix: str) -> bool:
+    """Whether stdnum accepts this two-letter prefix (asked once per prefix)."""
+    try:
+        stdnum_isin.validate(stdnum_isin.from_natid(prefix, "0"))
+    except InvalidComponent:
+        return False
+    except ValidationError:
+        return True  # not a country problem
+    return True
+
+
+def _fast_valid(text: str) -> bool:
+    """True only if ``text`` is a valid ISIN in compact form by stdnum's rules."""
+    if len(text) != 12 or _SHAPE.fullmatch(text) is None or not _country_ok(text[:2]):
+        return False
+    digits = text.translate(_TO_DIGITS).encode()[::-1]  # rightmost (the check digit) first
+    kept, doubled = digits[0::2], digits[1::2]
+    total = sum(kept) + sum(doubled.translate(_DOUBLED)) - 48 * len(digits)
+    return total % 10 == 0
+
+
 def validate_isin(value: str) -> str:
     """The ISIN in its compact form (upper case, no spaces), or raise InvalidIsin."""
+    if _fast_valid(value):
+        return value
+    return _validate_slow(value)
+
+
+def _validate_slow(value: str) -> str:
     text = value.strip()
     if not text:
         raise InvalidIsin(RowError.MISSING_ISIN, "the ISIN column is empty")

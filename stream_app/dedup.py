@@ -2,8 +2,9 @@
 
 For each batch of one raw-topic partition, in offset order:
 
-1. an event whose ``content-hash`` header is already among the stored record's
-   ``listing_hashes`` is unchanged: nothing is written (no Avro decoding either);
+1. an event whose ``content_hash`` (its first field, read without decoding) is already
+   among the stored record's ``listing_hashes`` (its first field) is unchanged: nothing is
+   written;
 2. otherwise the event is decoded and merged into the record, which is sent to the
    current-records topic (the table's changelog) and kept in a pending overlay;
 3. at the end of the batch, or before an end-of-run marker, the output is flushed and then
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, Serde, SerializationError
+from schemas.fastpath import leading_strings
 from stream_app.records import listing_hashes, merge_event, remove_source
 from stream_app.seen import SeenIndex
 from stream_app.store import TableStore
@@ -122,19 +124,17 @@ class Dedup:
                 await self._end_of_run(partition, value, rec.offset)
                 continue
             stats.events += 1
-            digest = run = None
-            for name, hv in rec.headers:
-                if name == "content-hash":
-                    digest = hv
-                elif name == "run-id":
-                    run = hv
-            if run is not None:
-                keys = seen_runs.get(run)
-                if keys is None:
-                    keys = seen_runs[run] = []
-                keys.append(key)
+            try:
+                digest, run = leading_strings(value, 2)  # IsinEvent's content_hash and run_id
+            except (IndexError, SerializationError):
+                self._reject(partition, rec.offset, "not an IsinEvent in a known wire format", value)
+                continue
+            keys = seen_runs.get(run)
+            if keys is None:
+                keys = seen_runs[run] = []
+            keys.append(key)
             old = pending[key] if key in pending else get(partition, key)
-            if old is not None and digest is not None and digest in listing_hashes(old):
+            if old is not None and digest in listing_hashes(old):
                 stats.unchanged += 1
                 continue
             try:
@@ -148,11 +148,6 @@ class Dedup:
             event = decoded.record
             if event["isin"].encode() != key:
                 self._reject(partition, rec.offset, f"key {key!r} is not the event's ISIN {event['isin']}", value)
-                continue
-            if run is None:
-                seen_runs.setdefault(event["run_id"].encode(), []).append(key)
-            if old is not None and event["content_hash"].encode() in listing_hashes(old):
-                stats.unchanged += 1
                 continue
             old_record = decode(old).record if old is not None else None
             new_value = encode(merge_event(old_record, event))

@@ -6,38 +6,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, jsonable
+from schemas.fastpath import leading_strings
+from schemas.serde import jsonable
 
 Record = dict[str, Any]
 
 
-def body_offset(value: bytes) -> int:
-    """Where the Avro body starts after the wire-format header."""
-    if value[:2] == SINGLE_OBJECT_MARKER:
-        return 10
-    if value[0] == CONFLUENT_MAGIC:
-        return 5
-    raise ValueError("not a CurrentRecord in a known wire format")
-
-
 def listing_hashes(value: bytes) -> bytes:
-    """The ``listing_hashes`` field, read without decoding the record.
-
-    It is the first field of CurrentRecord, so it is an Avro string right after the
-    wire-format header: a zig-zag varint length, then UTF-8 bytes (the Avro spec's
-    encoding of ``string``).
-    """
-    i = body_offset(value)
-    shift = n = 0
-    while True:
-        byte = value[i]
-        i += 1
-        n |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-    length = (n >> 1) ^ -(n & 1)
-    return value[i : i + length]
+    """The ``listing_hashes`` field (the first of a CurrentRecord), read without decoding the record."""
+    return leading_strings(value, 1)[0]
 
 
 def _ms(value: datetime | int) -> int:

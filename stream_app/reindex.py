@@ -2,8 +2,8 @@
 
 This happens when a partition moved to this worker in the middle of a run, or this
 worker's state was wiped: the ISINs the run delivered before that are read again from the
-raw topic (keys and headers only, no Avro decoding) between the run's first event and
-its end-of-run marker.
+raw topic (keys and the events' leading run id, no Avro decoding) between the run's first
+event and its end-of-run marker.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from isin_pipeline.kafka import header
+from schemas import SerializationError
+from schemas.fastpath import leading_strings
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +76,14 @@ class RawRangeReader:
                             time.monotonic() - started,
                         )
                         return keys
-                    key = msg.key()
-                    if key is not None and header(msg.headers(), "run-id") == run:
-                        keys.append(key)
+                    key, value = msg.key(), msg.value()
+                    if key is None or value is None:
+                        continue
+                    try:
+                        if leading_strings(value, 2)[1] == run:
+                            keys.append(key)
+                    except (IndexError, SerializationError):
+                        continue
             logger.error("re-reading raw partition %d timed out after %.0fs", partition, self._timeout)
             return None
         finally:

@@ -31,7 +31,7 @@ def test_tail_decodes_every_topic(pipeline: Pipeline, list_server: ListServer) -
     first = items[0]
     assert first["schema"] == "io.isinpipeline.v1.IsinEvent"
     assert isinstance(first["value"], dict) and first["value"]["isin"] == first["key"]
-    assert first["headers"]["run-id"]  # type: ignore[index]
+    assert first["value"]["run_id"]  # type: ignore[index]
 
     dlq = json_lines(pipeline.cli("tail", "--topic", "dlq").stdout)
     assert sorted(d["value"]["line"] for d in dlq) == [1327, 2093]  # type: ignore[index]
@@ -55,7 +55,7 @@ def test_tail_from_a_timestamp(pipeline: Pipeline, list_server: ListServer) -> N
     assert second.returncode == 0 and second.summary is not None and second.summary["status"] == "succeeded"
     items = json_lines(pipeline.cli("tail", "--topic", "raw", "--from-timestamp", between.isoformat()).stdout)
     assert len([i for i in items if i["key"]]) == 2387
-    assert {i["headers"]["run-id"] for i in items} == {second.summary["run_id"]}  # type: ignore[index]
+    assert {i["value"]["run_id"] for i in items} == {second.summary["run_id"]}  # type: ignore[index]
     future = pipeline.cli("tail", "--topic", "raw", "--from-timestamp", "2999-01-01T00:00:00Z")
     assert future.returncode == 0 and future.stdout == ""
 

