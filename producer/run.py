@@ -312,7 +312,9 @@ def _finish(run: RunInfo, summary: RunSummary, status: str) -> None:
 def _publish(ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo) -> None:
     settings = ctx.settings
     runs = ctx.runs
-    previous = None if plan.force_publish else runs.validators(plan.source)
+    url_sha256 = hashlib.sha256(plan.url.encode()).hexdigest()
+    me.url_sha256 = url_sha256
+    previous = None if plan.force_publish else runs.validators(plan.source, url_sha256)
     baseline = runs.last_success(plan.source)
     download = ctx.downloader.fetch(plan.url, previous, ctx.progress.on_bytes if ctx.progress else None)
     try:

@@ -62,6 +62,7 @@ class RunInfo:
     invalid: int = 0
     published: int = 0
     bytes: int = 0
+    url_sha256: str | None = None
     etag: str | None = None
     last_modified: str | None = None
     content_sha256: str | None = None
@@ -179,12 +180,15 @@ class RunLog:
         ok = [r for r in self.records if r.source == source and r.status == "SUCCEEDED"]
         return max(ok, key=lambda r: (r.slot, r.offset)) if ok else None
 
-    def validators(self, source: str) -> Validators | None:
-        """ETag, Last-Modified and content hash of the list as last published or seen unchanged."""
+    def validators(self, source: str, url_sha256: str) -> Validators | None:
+        """What the list was when last published or seen unchanged: its content hash, and its ETag
+        and Last-Modified if it was downloaded from the same URL (they belong to a resource)."""
         seen = [r for r in self.records if r.source == source and r.status in ("SUCCEEDED", "UNCHANGED")]
         if not seen:
             return None
         last = max(seen, key=lambda r: (r.slot, r.offset))
+        if last.url_sha256 != url_sha256:
+            return Validators(sha256=last.content_sha256)
         return Validators(etag=last.etag, last_modified=last.last_modified, sha256=last.content_sha256)
 
 

@@ -21,6 +21,7 @@ class Answer:
     file: Path | None = None
     truncate_to: int | None = None
     delay_s: float = 0.0
+    rate_bps: int | None = None  # trickle the body at about this many bytes per second
 
 
 class ListServer:
@@ -67,6 +68,16 @@ class ListServer:
                     self.wfile.write(body[: answer.truncate_to])
                     self.wfile.flush()
                     self.close_connection = True
+                    return
+                if answer.rate_bps:
+                    chunk = max(1, answer.rate_bps // 20)
+                    try:
+                        for start in range(0, len(body), chunk):
+                            self.wfile.write(body[start : start + chunk])
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    except (BrokenPipeError, ConnectionResetError):
+                        self.close_connection = True  # the client went away (killed, in some tests)
                     return
                 self.wfile.write(body)
 

@@ -80,6 +80,12 @@ def test_304_means_unchanged_and_nothing_published(
     assert sent.get("If-None-Match") == '"v1"' and sent.get("If-Modified-Since") == "Sun, 22 Nov 2026 06:00:00 GMT"
     assert len(pipeline.items(pipeline.env["TOPIC_RAW"])) == raw_before
     assert [r["status"] for r in final_runs(pipeline)] == ["SUCCEEDED", "UNCHANGED"]
+    # validators belong to a URL: the same source at another URL gets an unconditional GET
+    other = list_server.script(f"/other-{pipeline.suffix}.csv", Answer(file=shared_data / "bse_Equity.csv"))
+    moved = pipeline.produce(other, "--source-name", other.replace("/other-", "/etag-"))
+    assert moved.returncode == 0
+    sent = list_server.hits(f"/other-{pipeline.suffix}.csv")[0]
+    assert "If-None-Match" not in sent and "If-Modified-Since" not in sent
 
 
 def test_a_broken_zip_fails_the_run_clearly(pipeline: Pipeline, list_server: ListServer, tmp_path: Path) -> None:
@@ -164,8 +170,10 @@ def test_two_replicas_run_every_slot_once_even_when_the_leader_is_killed(
     pipeline: Pipeline, list_server: ListServer, gleif_tool: Path, tmp_path: Path
 ) -> None:
     """Every 25 s, two replicas. The leader is killed (SIGKILL) in the middle of a run: the
-    other takes over within the slot and runs it; every slot succeeds exactly once."""
-    source = list_server.add_file("big.csv", make_gleif(gleif_tool, tmp_path / "big.csv", 150_000))
+    other takes over within the slot and runs it; every slot succeeds exactly once. The list
+    (5 MB) is served at 1 MB/s so that a run lasts long enough to be killed in the middle."""
+    big = make_gleif(gleif_tool, tmp_path / "big.csv", 150_000)
+    source = list_server.script(f"/slow-{pipeline.suffix}.csv", Answer(file=big, rate_bps=1_000_000))
     args = ["--every", "25s", "--force-publish"]
     procs = {"a": schedule(pipeline, "a", source, *args), "b": schedule(pipeline, "b", source, *args)}
 
