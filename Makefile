@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ROWS ?= 1000000
+BENCH_OUT ?= bench/results/latest.json
+# The Quix Streams peer of the benchmark lives in its own venv: it pins other versions of
+# confluent-kafka and pydantic than this project.
+PEER_VENV ?= .venv-peer
 
 .PHONY: demo test lint typecheck pytest bench bench-smoke clean
 
@@ -35,5 +39,19 @@ pytest: $(VENV)/.installed-test
 
 test: lint typecheck pytest
 
+$(PEER_VENV)/.installed: bench/requirements-peer.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install --quiet -r bench/requirements-peer.txt
+	touch $@
+
+# make bench [ROWS=9300000]: figures as ratios to this machine's limits and to the peer
+bench: $(VENV)/.installed $(PEER_VENV)/.installed
+	$(BIN)/python -m bench.run --rows $(ROWS) --out $(BENCH_OUT)
+
+# what CI runs: the whole benchmark on a small list, checked for correctness, not speed
+bench-smoke: $(VENV)/.installed $(PEER_VENV)/.installed
+	$(BIN)/python -m bench.run --rows 20000 --out bench/results/smoke.json
+
 clean:
-	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEER_VENV) state .pytest_cache .mypy_cache .ruff_cache

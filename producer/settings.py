@@ -38,7 +38,9 @@ class ProducerSettings(KafkaSettings):
     producer_compression: str = "lz4"
     producer_batch_bytes: int = 1024 * 1024
     producer_queue_max_kbytes: int = 64 * 1024
-    """Bound on librdkafka's in-memory queue, which bounds the producer's memory."""
+    producer_queue_max_messages: int = 100_000
+    """Bounds on librdkafka's in-memory queue, which bound the producer's memory: each queued
+    record costs a few hundred bytes besides its payload, so the count matters as much."""
     producer_delivery_timeout_ms: int = 60_000
     producer_flush_timeout_s: float = 120.0
     producer_transaction_timeout_ms: int = 15 * 60 * 1000
@@ -90,6 +92,6 @@ class ProducerSettings(KafkaSettings):
             "compression.type": self.producer_compression,
             "batch.size": self.producer_batch_bytes,
             "queue.buffering.max.kbytes": self.producer_queue_max_kbytes,
-            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.messages": self.producer_queue_max_messages,
             "delivery.timeout.ms": self.producer_delivery_timeout_ms,
         }

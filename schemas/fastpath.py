@@ -12,6 +12,11 @@ confluent-kafka's ``AvroSerializer`` registered.
 **Reading.** ``IsinEvent.content_hash`` and ``run_id``, and ``CurrentRecord.listing_hashes``,
 are the first fields of their records on purpose, so that the stream app reads them
 without decoding the rest.
+
+**A new ISIN.** Most of a first day's work is ISINs the table has never seen. Their
+CurrentRecord holds the event's own fields, reordered: ``NewRecordWriter`` cuts the event's
+Avro body into its fields and joins them into the record's body, without decoding, byte for
+byte what ``merge_event`` and the serde would write (tested like the encoder).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.catalog import ISIN_EVENT
+from schemas.catalog import CURRENT_RECORD, ISIN_EVENT
 from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, Serde, SerializationError
 
 
@@ -115,5 +120,126 @@ class EventEncoder:
                 zigzag_varint(line),
                 attrs,
                 self._published,
+            )
+        )
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    """An Avro ``long`` at ``i``: (value, index after it)."""
+    n = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        n |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (n >> 1) ^ -(n & 1), i
+        shift += 7
+
+
+def _after_string(data: bytes, i: int) -> int:
+    n, i = _varint(data, i)
+    if n < 0:
+        raise IndexError("negative string length")
+    return i + n
+
+
+class NewRecordWriter:
+    """The CurrentRecord of an ISIN the table does not hold yet, from its IsinEvent's bytes.
+
+    ``writer(key, event_bytes)`` returns the encoded record, or None when the event is not in
+    the exact IsinEvent schema or not well-formed; the caller then takes the decoding path,
+    which rejects what is wrong with a reason.
+    """
+
+    def __init__(self, serde: Serde, current_topic: str) -> None:
+        self._serde = serde
+        self._topic = current_topic
+        self._head = b""  # the CurrentRecord header, from the serde at the first record
+        self._exact: dict[bytes, bool] = {}
+
+    def _header(self) -> bytes:
+        sample: dict[str, Any] = {
+            "listing_hashes": "",
+            "isin": "",
+            "country_code": "",
+            "listings": [],
+            "change": "NEW",
+            "updated_at": 0,
+        }
+        encoded = self._serde.encode(self._topic, CURRENT_RECORD, sample)
+        self._head = encoded[: header_length(encoded)]
+        return self._head
+
+    def __call__(self, key: bytes, value: bytes) -> bytes | None:
+        try:
+            body = header_length(value)
+        except SerializationError:
+            return None
+        head = value[:body]
+        exact = self._exact.get(head)
+        if exact is None:
+            exact = self._exact[head] = self._serde.writes_exactly(value, ISIN_EVENT)
+        if not exact:
+            return None
+        try:
+            return self._join(key, value, body)
+        except IndexError:
+            return None
+
+    def _join(self, key: bytes, v: bytes, i: int) -> bytes | None:
+        # IsinEvent: content_hash, run_id, isin, country_code, source, line, attributes, published_at
+        a = i
+        i = _after_string(v, i)
+        digest = v[a:i]
+        a = i
+        i = _after_string(v, i)
+        run_id = v[a:i]
+        a = i
+        i = _after_string(v, i)
+        isin = v[a:i]
+        if len(key) >= 64 or isin[1:] != key:  # the event is not about the record's key
+            return None
+        a = i
+        i = _after_string(v, i)
+        country = v[a:i]
+        a = i
+        i = _after_string(v, i)
+        source = v[a:i]
+        _, i = _varint(v, i)  # line
+        a = i
+        while True:  # attributes: map blocks until a zero count
+            count, i = _varint(v, i)
+            if count == 0:
+                break
+            if count < 0:  # a block with its size in bytes
+                size, i = _varint(v, i)
+                i += size
+                continue
+            for _ in range(count):
+                i = _after_string(v, _after_string(v, i))
+        attributes = v[a:i]
+        a = i
+        _, i = _varint(v, i)
+        published = v[a:i]
+        if i != len(v):
+            return None
+        # CurrentRecord: listing_hashes, isin, country_code, listings[1 Listing], change NEW, updated_at
+        # Listing: source, attributes, content_hash, run_id, first_seen_at, changed_at
+        return b"".join(
+            (
+                self._head or self._header(),
+                digest,
+                isin,
+                country,
+                b"\x02",
+                source,
+                attributes,
+                digest,
+                run_id,
+                published,
+                published,
+                b"\x00",
+                b"\x00",
+                published,
             )
         )

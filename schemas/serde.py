@@ -50,7 +50,7 @@ class Serde:
         """``registry`` is a ``confluent_kafka.schema_registry.SchemaRegistryClient`` or None."""
         self._registry = registry
         self._by_fingerprint = {s.fingerprint: s for s in all_schemas().values()}
-        self._by_id: dict[int, tuple[AvroSchema, Any, Any]] = {}
+        self._by_id: dict[int, tuple[AvroSchema, Any, bytes]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -146,7 +146,21 @@ class Serde:
             "encoding (c301...) or the Confluent wire format (00 + schema id)"
         )
 
-    def _by_registry_id(self, schema_id: int) -> tuple[AvroSchema, Any, Any]:
+    def writes_exactly(self, data: bytes, schema: AvroSchema) -> bool:
+        """Whether ``data`` was written with exactly ``schema`` (the same parsing canonical
+        form), so that its body can be read field by field in ``schema``'s order."""
+        if data[:2] == SINGLE_OBJECT_MARKER:
+            return bytes(data[2:10]) == schema.fingerprint
+        if data[:1] == bytes([CONFLUENT_MAGIC]) and len(data) >= 5:
+            try:
+                _, _, written = self._by_registry_id(int.from_bytes(data[1:5], "big"))
+            except SerializationError:
+                return False
+            return bool(written == schema.fingerprint)
+        return False
+
+    def _by_registry_id(self, schema_id: int) -> tuple[AvroSchema, Any, bytes]:
+        """(reader schema, parsed writer schema, the writer's fingerprint) of a registry id."""
         with self._lock:
             hit = self._by_id.get(schema_id)
         if hit is not None:
@@ -165,8 +179,9 @@ class Serde:
         name = writer["name"] if isinstance(writer, dict) else str(writer)
         known = all_schemas().get(name)
         # Resolve against our reader schema when we know the record, else read as written.
-        schema = known if known is not None else AvroSchema.from_text(text)
-        entry = (schema, writer, None)
+        written = AvroSchema.from_text(text)
+        schema = known if known is not None else written
+        entry = (schema, writer, written.fingerprint)
         with self._lock:
             self._by_id[schema_id] = entry
         return entry

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, Serde, SerializationError
-from schemas.fastpath import leading_strings
+from schemas.fastpath import NewRecordWriter, leading_strings
 from stream_app.records import listing_hashes, merge_event, remove_source
 from stream_app.seen import SeenIndex
 from stream_app.store import TableStore
@@ -63,7 +63,8 @@ class DedupStats:
     sweeps: int = 0
     sweeps_skipped: int = 0
     reindexed_runs: int = 0
-    last_event_at: float = 0.0
+    first_event_at: float = 0.0  # wall-clock time this worker began its first batch
+    last_event_at: float = 0.0  # ... and committed its latest one
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,15 +96,21 @@ class Dedup:
         self._seen = seen
         self._reindex = reindex
         self._encode = serde.encoder(current_topic, CURRENT_RECORD)
+        self._new_record = NewRecordWriter(serde, current_topic)
         self._encode_dead = serde.encoder(dlq_topic, DEAD_LETTER) if dlq_topic else None
         self.stats = DedupStats()
         self._batch = DedupStats()
         self._dead_pending = False
+        self.net_keys: dict[int, int] = {}
+        """Keys added minus keys deleted per partition, as committed to the store: with one count
+        of the store, this keeps the table's size exact without walking it again."""
 
     async def process(self, partition: int, records: Sequence[Any]) -> None:
         """Apply one batch of raw records (aiokafka ConsumerRecords) of one partition."""
         if not records:
             return
+        if not self.stats.first_event_at:
+            self.stats.first_event_at = time.time()
         self._seen.begin_batch(partition, records[0].offset)
         pending: dict[bytes, bytes | None] = {}
         seen_runs: dict[bytes, list[bytes]] = {}
@@ -112,6 +119,7 @@ class Dedup:
         send = self._output.send
         decode = self._serde.decode
         encode = self._encode
+        new_record = self._new_record
         for rec in records:
             key = rec.key
             value = rec.value
@@ -119,7 +127,7 @@ class Dedup:
                 continue
             if key is None:
                 await self._commit(partition, pending, seen_runs, rec.offset - 1)
-                self.stats.add_batch(stats)
+                self._committed(partition, stats)
                 pending, seen_runs = {}, {}
                 await self._end_of_run(partition, value, rec.offset)
                 continue
@@ -137,6 +145,13 @@ class Dedup:
             if old is not None and digest in listing_hashes(old):
                 stats.unchanged += 1
                 continue
+            if old is None:
+                fresh = new_record(key, value)  # None: not cut from the bytes; decoded below
+                if fresh is not None:
+                    pending[key] = fresh
+                    send(partition, key, fresh)
+                    stats.new += 1
+                    continue
             try:
                 decoded = decode(value)
             except SerializationError as exc:
@@ -158,8 +173,13 @@ class Dedup:
             else:
                 stats.changed += 1
         await self._commit(partition, pending, seen_runs, records[-1].offset)
-        self.stats.add_batch(stats)
+        self._committed(partition, stats)
         self.stats.last_event_at = time.time()
+
+    def _committed(self, partition: int, batch: DedupStats) -> None:
+        """Count a batch the store now holds (no await between the store write and this)."""
+        self.net_keys[partition] = self.net_keys.get(partition, 0) + batch.new
+        self.stats.add_batch(batch)
 
     def _reject(self, partition: int, offset: int, reason: str, raw: bytes = b"") -> None:
         """A raw record that cannot be processed: counted, logged, and dead-lettered with the reason."""
@@ -269,5 +289,6 @@ class Dedup:
         self._store.apply(partition, changes, offsets.get(partition))
         removed = sum(1 for v in changes.values() if v is None)
         self.stats.deleted += removed
+        self.net_keys[partition] = self.net_keys.get(partition, 0) - removed
         self.stats.changed += len(changes) - removed
         return len(changes)

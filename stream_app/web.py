@@ -23,6 +23,7 @@ from yarl import URL
 from isin_pipeline.kafka import partition_for
 from producer.validate import InvalidIsin, validate_isin
 from stream_app.records import to_json
+from stream_app.store import KeyCounts
 
 if TYPE_CHECKING:
     from stream_app.app import StreamContext
@@ -97,7 +98,6 @@ def register(app: Any, ctx: StreamContext) -> None:
     settings = ctx.settings
     partitions = settings.topic_partitions
     cors = _cors_options(settings.cors_origins)
-    counts_cache: dict[str, Any] = {}
 
     def local_partitions() -> list[int]:
         actives = app.assignor.assigned_actives()
@@ -106,17 +106,12 @@ def register(app: Any, ctx: StreamContext) -> None:
     def ready() -> bool:
         return bool(app.tables.recovery.completed.is_set()) and not app.rebalancing
 
-    def local_counts() -> dict[int, int]:
-        """ISINs per owned partition. Counting walks the RocksDB keys (about 0.1 s per million):
-        the count is reused while nothing that changes it happened (a write, a rebalance, a recovery)."""
-        d = ctx.dedup.stats
-        version = (app.consumer_generation_id, ready(), d.new, d.changed, d.deleted)
-        cached = counts_cache.get("local")
-        if cached is not None and cached[0] == version:
-            return dict(cached[1])
-        counts = {p: ctx.store.count(p) for p in local_partitions()}
-        counts_cache["local"] = (version, counts)
-        return counts
+    local_counts = KeyCounts(
+        ctx.store.count,
+        local_partitions,
+        ctx.dedup.net_keys,
+        lambda: (app.consumer_generation_id, ready()),
+    )
 
     def lag() -> dict[int, int]:
         consumer = app.consumer

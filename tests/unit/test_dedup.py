@@ -131,6 +131,7 @@ def test_sweep_deletes_what_the_run_did_not_list_scoped_to_its_source(h: Harness
     assert sie is not None and [item["source"] for item in sie["listings"]] == ["B"]
     assert h.current(AAPL) is not None
     assert h.dedup.stats.deleted == 1
+    assert h.dedup.net_keys[0] == 2 == len(list(h.store.items(0)))  # 3 added, 1 deleted
 
 
 def test_an_isin_that_comes_back_is_new_again(h: Harness) -> None:
@@ -141,6 +142,7 @@ def test_an_isin_that_comes_back_is_new_again(h: Harness) -> None:
     assert h.current(AAPL) is None
     h.feed(h.event(AAPL, run="r3"))
     assert h.emitted() == [(AAPL, "NEW"), (AAPL, None), (AAPL, "NEW")]
+    assert h.dedup.net_keys[0] == 1
 
 
 def test_a_marker_for_a_run_that_started_before_our_epoch_rereads_the_raw_topic(tmp_path: Path) -> None:
