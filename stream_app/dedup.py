@@ -115,7 +115,7 @@ class Dedup:
         pending: dict[bytes, bytes | None] = {}
         seen_runs: dict[bytes, list[bytes]] = {}
         stats = self._batch = DedupStats()
-        get = self._store.get
+        get = self._store.getter(partition)
         send = self._output.send
         decode = self._serde.decode
         encode = self._encode
@@ -130,6 +130,7 @@ class Dedup:
                 self._committed(partition, stats)
                 pending, seen_runs = {}, {}
                 await self._end_of_run(partition, value, rec.offset)
+                get = self._store.getter(partition)  # after the awaits: the store as it is now
                 continue
             stats.events += 1
             try:
@@ -141,7 +142,7 @@ class Dedup:
             if keys is None:
                 keys = seen_runs[run] = []
             keys.append(key)
-            old = pending[key] if key in pending else get(partition, key)
+            old = pending[key] if key in pending else get(key)
             if old is not None and digest in listing_hashes(old):
                 stats.unchanged += 1
                 continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 
@@ -15,6 +15,9 @@ class DictTableStore:
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self.data.get(partition, {}).get(key)
+
+    def getter(self, partition: int) -> Callable[[bytes], bytes | None]:
+        return self.data.setdefault(partition, {}).get
 
     def apply(self, partition: int, changes: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
         part = self.data.setdefault(partition, {})
