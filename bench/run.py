@@ -15,7 +15,7 @@ absolute numbers on a shared 2-core machine are noise. Correctness is checked as
 table and the compacted topic must reach the generator's counts) and a failed check fails the
 run. Results go to bench/results/latest.json.
 
-    python -m bench.run [--rows 1000000] [--skip-peer] [--out bench/results/latest.json]
+    python -m bench.run [--rows 1000000] [--workers 1] [--skip-peer] [--out bench/results/latest.json]
 """
 
 from __future__ import annotations
@@ -222,6 +222,10 @@ class Worker:
 
     def start(self) -> float:
         """Start, and wait until ready; returns the time it became ready."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -239,6 +243,7 @@ class Worker:
                 stderr=subprocess.STDOUT,
             )
 
+    def wait_ready(self) -> float:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise BenchError(f"the worker exited with {self.proc.returncode}; see {self.log_path}")
@@ -266,24 +271,54 @@ class Worker:
                 self.proc.wait(30)
 
 
-def catch_up(worker: Worker, events: int, markers: int) -> dict[str, Any]:
-    """Start the worker on what is waiting in the raw topic and wait until it has processed it.
+class Workers:
+    """One or more stream workers of one app, each with its own state directory and port."""
 
-    ``eps`` counts from the worker's first event to caught up, as the peer is measured (from its
-    first event to its last); ``wall_s`` adds the start-up: from ready to caught up."""
-    ready_at = worker.start()
+    def __init__(self, env: dict[str, str], tmp: Path, count: int) -> None:
+        self.members = [Worker(env, tmp / f"state-{i}", tmp / f"worker-{i}.log") for i in range(count)]
+
+    @property
+    def api(self) -> str:
+        return self.members[0].api
+
+    def start(self) -> float:
+        for member in self.members:
+            member.launch()
+        return max(member.wait_ready() for member in self.members)
+
+    def stats(self) -> dict[str, Any]:
+        """The app's /stats (any worker answers for all) with the dedup counters summed."""
+        stats = self.members[0].stats()
+        if not stats["complete"]:
+            return {}
+        per_worker = [w["dedup"] for w in stats["workers"]]
+        dedup = {k: sum(d[k] for d in per_worker) for k in per_worker[0] if not k.endswith("_at")}
+        dedup["first_event_at"] = min((d["first_event_at"] for d in per_worker if d["first_event_at"]), default=0.0)
+        return {**stats, "dedup": dedup}
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
+def catch_up(workers: Workers, events: int, markers: int) -> dict[str, Any]:
+    """Start the workers on what is waiting in the raw topic and wait until they have processed it.
+
+    ``eps`` counts from the first event a worker took to caught up, as the peer is measured (from
+    its first event to its last); ``wall_s`` adds the start-up: from ready to caught up."""
+    ready_at = workers.start()
 
     def done() -> dict[str, Any] | None:
-        stats = worker.stats()
-        d = stats["workers"][0]["dedup"]
-        return stats if d["events"] >= events and d["markers"] >= markers else None
+        stats = workers.stats()
+        d = stats.get("dedup")
+        return stats if d and d["events"] >= events and d["markers"] >= markers else None
 
     stats = wait_for(f"{events} events", done, 3600, 0.05)
     caught_up = time.time()
     wall = time.perf_counter() - ready_at
-    dedup = stats["workers"][0]["dedup"]
+    dedup = stats["dedup"]
     seconds = caught_up - dedup["first_event_at"]
-    worker.stop()
+    workers.stop()
     return {
         "seconds": round(seconds, 3),
         "eps": round(events / seconds),
@@ -374,7 +409,7 @@ def queries(api: str, keys: list[str], clients: int = 16, total: int = 20_000) -
 # -- the run -----------------------------------------------------------------------------------
 
 
-def run(rows: int, skip_peer: bool, tmp: Path) -> dict[str, Any]:
+def run(rows: int, skip_peer: bool, workers: int, tmp: Path) -> dict[str, Any]:
     log(f"generating {rows} rows, day 1 and day 2")
     day1, day2 = make_days(rows, tmp)
     server = serve_directory(tmp)
@@ -414,7 +449,7 @@ def run(rows: int, skip_peer: bool, tmp: Path) -> dict[str, Any]:
             "peak_rss_mb": p1["peak_rss_mb"],
         }
 
-        worker = Worker(env, tmp / "state", tmp / "worker.log")
+        worker = Workers(env, tmp, workers)
         peer = None if skip_peer else Peer(bootstrap, env["TOPIC_RAW"], suffix, tmp / "quix-state")
 
         log("stream: day 1")
@@ -455,6 +490,7 @@ def run(rows: int, skip_peer: bool, tmp: Path) -> dict[str, Any]:
             "day1_wall_s": s1["wall_s"],
             "day2_wall_s": s2["wall_s"],
             "rerun_wall_s": s3["wall_s"],
+            "workers": workers,
         }
         if q1 and q2 and q3:
             result["peer"] = {
@@ -514,7 +550,8 @@ def report(r: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"isin-pipeline bench, {r['rows']:,} rows ({r['machine']['cpus']} CPUs)")
+    workers = r["stream"].get("workers", 1)
+    table = Table(title=f"isin-pipeline bench, {r['rows']:,} rows, {workers} worker(s), {r['machine']['cpus']} CPUs")
     for column in ("figure", "value", "ratio", "target", "met"):
         table.add_column(column)
     lim, s, q = r["limits"], r["stream"], r["queries"]
@@ -563,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--skip-peer", action="store_true", help="do not run the Quix Streams peer")
+    parser.add_argument("--workers", type=int, default=1, help="stream workers (processes) of the app")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)
     if not TOOL.is_file():
@@ -574,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="isin-bench-") as tmp:
         try:
-            result = run(args.rows, args.skip_peer, Path(tmp))
+            result = run(args.rows, args.skip_peer, args.workers, Path(tmp))
         except BenchError as exc:
             print(f"bench: FAILED: {exc}", file=sys.stderr)
             return 1
