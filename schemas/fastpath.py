@@ -53,20 +53,24 @@ def header_length(value: bytes) -> int:
     raise SerializationError("not Avro in a known wire format")
 
 
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    """An Avro ``long`` at ``i``: (value, index after it)."""
+    n = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        n |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (n >> 1) ^ -(n & 1), i
+        shift += 7
+
+
 def leading_strings(value: bytes, count: int) -> list[bytes]:
     """The first ``count`` fields of a record whose first fields are strings, as raw bytes."""
     i = header_length(value)
     out = []
     for _ in range(count):
-        shift = n = 0
-        while True:
-            byte = value[i]
-            i += 1
-            n |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
-        length = (n >> 1) ^ -(n & 1)
+        length, i = _varint(value, i)
         out.append(value[i : i + length])
         i += length
     return out
@@ -122,18 +126,6 @@ class EventEncoder:
                 self._published,
             )
         )
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    """An Avro ``long`` at ``i``: (value, index after it)."""
-    n = shift = 0
-    while True:
-        byte = data[i]
-        i += 1
-        n |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (n >> 1) ^ -(n & 1), i
-        shift += 7
 
 
 def _after_string(data: bytes, i: int) -> int:

@@ -58,7 +58,21 @@ def iter_items(db: Rdict, start: bytes = b"", skip: bytes | None = None) -> Iter
         it.next()
 
 
-class RdictTableStore:
+class _RdictReads:
+    """Point reads of a store of one raw-mode Rdict per partition."""
+
+    def _db(self, partition: int) -> Rdict:
+        raise NotImplementedError
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        value: bytes | None = self._db(partition).get(key)  # raw mode: bytes or None
+        return value
+
+    def getter(self, partition: int) -> Callable[[bytes], bytes | None]:
+        return self._db(partition).get  # type: ignore[no-any-return]
+
+
+class RdictTableStore(_RdictReads):
     """A TableStore of its own RocksDB directories (one per partition), outside Faust: for rebuild."""
 
     def __init__(self, directory: Path) -> None:
@@ -73,13 +87,6 @@ class RdictTableStore:
             self._dir.mkdir(parents=True, exist_ok=True)
             db = self._dbs[partition] = Rdict(str(self._dir / f"p{partition}.rdb"), opts)
         return db
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        value: bytes | None = self._db(partition).get(key)  # raw mode: bytes or None
-        return value
-
-    def getter(self, partition: int) -> Callable[[bytes], bytes | None]:
-        return self._db(partition).get  # type: ignore[no-any-return]
 
     def apply(self, partition: int, changes: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
         write_changes(self._db(partition), changes)
@@ -96,7 +103,7 @@ class RdictTableStore:
         self._dbs.clear()
 
 
-class FaustTableStore:
+class FaustTableStore(_RdictReads):
     """A TableStore over ``faust.Table.data`` when it is Faust's RocksDB store."""
 
     def __init__(self, table: Any) -> None:
@@ -112,13 +119,6 @@ class FaustTableStore:
     @property
     def offset_key(self) -> bytes:
         return bytes(self._store.offset_key)
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        value: bytes | None = self._db(partition).get(key)  # raw mode: bytes or None
-        return value
-
-    def getter(self, partition: int) -> Callable[[bytes], bytes | None]:
-        return self._db(partition).get  # type: ignore[no-any-return]
 
     def apply(self, partition: int, changes: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
         if not changes and changelog_offset is None:
