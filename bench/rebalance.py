@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from isin_pipeline.broker import EmbeddedBroker
-from isin_pipeline.kafka import partition_for
+from core.broker import EmbeddedBroker
+from core.kafka import partition_for
 from tests.integration.httpd import ListServer
 from tests.integration.support import Pipeline, Worker, wait_for
 

@@ -42,10 +42,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from isin_pipeline.broker import EmbeddedBroker, free_port
+from core.broker import EmbeddedBroker, free_port
+from core.kafka import KafkaSettings
+from core.kafka.topics import TopicSpec, ensure_topics
 from isin_pipeline.demo import get_json, serve_directory
-from isin_pipeline.kafka import KafkaSettings
-from isin_pipeline.topics import TopicSpec, ensure_topics
 from schemas import content_hash, make_serde
 from schemas.fastpath import EventEncoder
 from stream_app.client import current_set

@@ -9,9 +9,9 @@ import sys
 
 from pydantic import ValidationError
 
+from core.errors import PipelineError
+from core.logs import setup_logging
 from isin_pipeline import __version__
-from isin_pipeline.errors import PipelineError
-from isin_pipeline.logs import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--port", type=int, default=9092, help="listen port (default 9092)")
 
     def run(args: argparse.Namespace) -> int:
-        from isin_pipeline.broker import run_foreground
+        from core.broker import run_foreground
 
         return run_foreground(args.port)
 

@@ -31,8 +31,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from isin_pipeline.broker import EmbeddedBroker, free_port
-from isin_pipeline.errors import PipelineError
+from core.broker import EmbeddedBroker, free_port
+from core.errors import PipelineError
 
 logger = logging.getLogger(__name__)
 

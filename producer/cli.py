@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from isin_pipeline.console import table_console
-from isin_pipeline.errors import PipelineError
-from isin_pipeline.topics import TopicSpec, ensure_topics, pipeline_topics
+from core.console import table_console
+from core.errors import PipelineError
+from core.kafka.topics import TopicSpec, ensure_topics, pipeline_topics
 from producer.download import Downloader, RetryPolicy, redact_url
 from producer.progress import RunProgress
 from producer.run import RunContext, RunPlan, execute

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from isin_pipeline.errors import SourceError
+from core.errors import SourceError
 
 logger = logging.getLogger(__name__)
 

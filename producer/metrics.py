@@ -6,7 +6,7 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from isin_pipeline.errors import BrokerError, ParseError, PipelineError, PublishError, SourceError
+from core.errors import BrokerError, ParseError, PipelineError, PublishError, SourceError
 from producer.publish import RunInterrupted
 from producer.run import RunSummary
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from isin_pipeline.errors import BrokerError, PublishError
+from core.errors import BrokerError, PublishError
 from producer.settings import ProducerSettings
 
 logger = logging.getLogger(__name__)

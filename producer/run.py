@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from isin_pipeline.errors import PipelineError
+from core.errors import PipelineError
+from core.isin import InvalidIsin, RowError, validate_isin
 from producer.download import Downloader
 from producer.progress import RunProgress
 from producer.publish import FencedError, Publisher, RunInterrupted
@@ -21,7 +22,6 @@ from producer.runs import RunInfo, RunLog, RunWriter, claim_lost, owner_id, run_
 from producer.schedule import slot_key
 from producer.settings import ProducerSettings
 from producer.sources import BadRow, Layout, ListReader, Row
-from producer.validate import InvalidIsin, RowError, validate_isin
 from schemas import DEAD_LETTER, END_OF_RUN, Serde, content_hash
 from schemas.fastpath import EventEncoder
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from isin_pipeline.errors import BrokerError, PublishError
-from isin_pipeline.kafka import KafkaSettings
+from core.errors import BrokerError, PublishError
+from core.kafka import KafkaSettings
 from producer.download import Validators
 from producer.schedule import parse_slot, slot_key
 from schemas import RUN_RECORD, Serde, SerializationError

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from isin_pipeline.errors import PipelineError
+from core.errors import PipelineError
 from producer.leader import LeaderElection
 from producer.metrics import RunMetrics
 from producer.publish import RunInterrupted

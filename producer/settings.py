@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from isin_pipeline.kafka import KafkaSettings
+from core.kafka import KafkaSettings
 
 
 class ProducerSettings(KafkaSettings):

@@ -29,8 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, TypeVar
 
-from isin_pipeline.errors import ParseError
-from producer.validate import RowError
+from core.errors import ParseError
+from core.isin import RowError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,14 +8,14 @@ access from the environment.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from faust.types import TP
 
-from isin_pipeline.topics import ensure_topics, pipeline_topics
-from schemas import Serde, make_serde
+from core.kafka.topics import ensure_topics, pipeline_topics
+from schemas import make_serde
 from stream_app.batching import BatchingApp
+from stream_app.context import StreamContext
 from stream_app.dedup import Dedup
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
@@ -25,20 +25,6 @@ from stream_app.settings import StreamSettings
 from stream_app.store import FaustTableStore
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class StreamContext:
-    """What the dedup loop and the HTTP API share; attached to the app as ``app.isin``."""
-
-    settings: StreamSettings
-    serde: Serde
-    table: Any
-    store: FaustTableStore
-    dedup: Dedup
-    output: OutputWriter
-    seen: SeenIndex
-    metrics: StreamMetrics
 
 
 def create_app(settings: StreamSettings) -> BatchingApp:

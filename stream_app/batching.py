@@ -29,7 +29,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from isin_pipeline.offsets import verified_end_offsets
+from core.kafka.offsets import verified_end_offsets
 
 logger = logging.getLogger(__name__)
 

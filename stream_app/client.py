@@ -3,7 +3,7 @@
 Read the compacted current-records topic (or any of the pipeline's topics) with the right
 deserializer, either once to its end (a snapshot) or following new records::
 
-    from isin_pipeline.kafka import KafkaSettings
+    from core.kafka import KafkaSettings
     from stream_app.client import TopicReader, current_set
 
     settings = KafkaSettings()                    # KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from isin_pipeline.errors import BrokerError
-from isin_pipeline.kafka import KafkaSettings
-from isin_pipeline.reader import Item, TopicReader
+from core.errors import BrokerError
+from core.kafka import KafkaSettings
+from core.kafka.reading import Item, TopicReader
 from schemas import Serde
 
 __all__ = ["Item", "TopicReader", "current_set"]

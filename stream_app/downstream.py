@@ -13,9 +13,9 @@ from typing import Any
 
 from rich.table import Table
 
-from isin_pipeline.console import table_console
-from isin_pipeline.errors import ConfigError
-from isin_pipeline.kafka import KafkaSettings
+from core.console import table_console
+from core.errors import ConfigError
+from core.kafka import KafkaSettings
 from schemas import jsonable
 from stream_app.client import Item, TopicReader, current_set
 

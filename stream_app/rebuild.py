@@ -31,9 +31,9 @@ from typing import Any, NamedTuple
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from isin_pipeline.errors import BrokerError, PublishError
-from isin_pipeline.kafka import header_pairs, partition_for
-from isin_pipeline.offsets import end_offsets
+from core.errors import BrokerError, PublishError
+from core.kafka import header_pairs, partition_for
+from core.kafka.offsets import end_offsets
 from schemas import make_serde
 from stream_app.client import TopicReader, current_set
 from stream_app.dedup import Dedup

@@ -16,10 +16,10 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient
 from rich.table import Table
 
-from isin_pipeline.console import table_console
-from isin_pipeline.errors import BrokerError, ConfigError, PipelineError
-from isin_pipeline.kafka import KafkaSettings
-from isin_pipeline.offsets import end_offsets, offsets_for_timestamp
+from core.console import table_console
+from core.errors import BrokerError, ConfigError, PipelineError
+from core.kafka import KafkaSettings
+from core.kafka.offsets import end_offsets, offsets_for_timestamp
 from stream_app.client import TopicReader
 from stream_app.downstream import parse_offsets, parse_timestamp, topic_name
 

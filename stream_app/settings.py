@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 
-from isin_pipeline.kafka import KafkaSettings
+from core.kafka import KafkaSettings
 
 
 class StreamSettings(KafkaSettings):
@@ -60,6 +61,24 @@ class StreamSettings(KafkaSettings):
             "queue.buffering.max.kbytes": 256 * 1024,
             "queue.buffering.max.messages": 2_000_000,
         }
+
+    def faust_credentials(self) -> Any | None:
+        """``broker_credentials`` for faust.App: SASL (PLAIN or SCRAM) over TLS or not, or TLS alone."""
+        import faust
+
+        ctx = self.ssl_context()
+        if self.kafka_security_protocol.startswith("SASL"):
+            assert self.kafka_sasl_password is not None and self.kafka_sasl_username is not None
+            # SASLCredentials picks SASL_SSL when given a TLS context, SASL_PLAINTEXT otherwise.
+            return faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=self.kafka_sasl_password.get_secret_value(),
+                ssl_context=ctx,
+                mechanism=self.kafka_sasl_mechanism,
+            )
+        if ctx is not None:
+            return faust.SSLCredentials(ctx)
+        return None
 
     @property
     def advertised_url(self) -> str:

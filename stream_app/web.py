@@ -13,20 +13,18 @@ import hmac
 import logging
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiohttp import ClientTimeout
 from faust.web import Request, Response, View
 from yarl import URL
 
-from isin_pipeline.kafka import partition_for
-from producer.validate import InvalidIsin, validate_isin
+from core.isin import InvalidIsin, validate_isin
+from core.kafka import partition_for
+from stream_app.context import StreamContext
 from stream_app.records import to_json
 from stream_app.store import KeyCounts
-
-if TYPE_CHECKING:
-    from stream_app.app import StreamContext
 
 logger = logging.getLogger(__name__)
 

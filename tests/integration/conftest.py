@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from isin_pipeline.broker import EmbeddedBroker, wait_until_ready
+from core.broker import EmbeddedBroker, wait_until_ready
 from tests.integration.httpd import ListServer
 from tests.integration.support import Pipeline
 

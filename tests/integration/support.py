@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isin_pipeline.broker import free_port
-from isin_pipeline.kafka import KafkaSettings
+from core.broker import free_port
+from core.kafka import KafkaSettings
 from stream_app.client import Item, TopicReader, current_set
 
 
@@ -281,7 +281,7 @@ class Pipeline:
 
     def runs(self) -> list[dict[str, Any]]:
         """Every record of the runs topic, in order (none before the topic exists)."""
-        from isin_pipeline.errors import BrokerError
+        from core.errors import BrokerError
 
         try:
             return [i.record for i in self.items(self.env["TOPIC_RUNS"]) if i.record]

@@ -10,9 +10,9 @@ import time
 
 from confluent_kafka import Producer
 
-from isin_pipeline.broker import free_port, wait_until_ready
-from isin_pipeline.offsets import end_offsets, list_end_offsets
-from isin_pipeline.topics import TopicSpec, ensure_topics
+from core.broker import free_port, wait_until_ready
+from core.kafka.offsets import end_offsets, list_end_offsets
+from core.kafka.topics import TopicSpec, ensure_topics
 from tests.integration.support import Pipeline, wait_for
 
 
@@ -62,7 +62,7 @@ def test_end_offsets_are_right_although_the_embedded_broker_reports_them_wrong(
     assert producer.flush(10) == 0
     conf = {"bootstrap.servers": embedded_broker_only}
     reported = list_end_offsets(conf, [(topic, 0)])[(topic, 0)]
-    assert reported < 10, "if this fails, the broker fixed its ListOffsets answer: simplify isin_pipeline/offsets.py"
+    assert reported < 10, "if this fails, the broker fixed its ListOffsets answer: simplify core/kafka/offsets.py"
     assert end_offsets(conf, [(topic, 0)]) == {(topic, 0): 10}
 
 
@@ -114,7 +114,7 @@ def test_the_embedded_broker_shows_aborted_transactions(embedded_broker_only: st
     except KafkaException:
         fenced = True
     assert fenced, "the zombie producer must be fenced"
-    from isin_pipeline.reader import TopicReader
+    from core.kafka.reading import TopicReader
 
     values = [i.headers for i in TopicReader(pipeline.settings(), topic).read()]
     assert len(values) == 2, "tansu now hides aborted records: tighten the tests that check failed runs on Kafka only"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
-from isin_pipeline.kafka import partition_for
+from core.kafka import partition_for
 from schemas import CURRENT_RECORD, make_serde
 from stream_app.records import merge_event
 from tests.integration.httpd import ListServer

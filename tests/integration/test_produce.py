@@ -7,7 +7,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from isin_pipeline.kafka import partition_for
+from core.kafka import partition_for
 from tests.integration.httpd import Answer, ListServer
 from tests.integration.support import Pipeline
 
@@ -79,7 +79,7 @@ def assert_failed(result: object, *fragments: str) -> None:
 
 
 def test_unreachable_url(pipeline: Pipeline) -> None:
-    from isin_pipeline.broker import free_port
+    from core.broker import free_port
 
     result = pipeline.produce(f"http://127.0.0.1:{free_port()}/list.csv")
     assert_failed(result, "ConnectError", "gave up after 2 attempts")
@@ -95,7 +95,7 @@ def test_a_page_that_is_not_a_list(pipeline: Pipeline, list_server: ListServer) 
 
 
 def test_broker_down(pipeline: Pipeline, list_server: ListServer) -> None:
-    from isin_pipeline.broker import free_port
+    from core.broker import free_port
 
     env = {**pipeline.env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "KAFKA_CONNECT_TIMEOUT_S": "3"}
     result = pipeline.cli("produce", "--source", list_server.url("/data/nse_EQUITY_L.csv"), env=env)

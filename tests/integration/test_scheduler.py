@@ -224,7 +224,7 @@ def test_two_replicas_run_every_slot_once_even_when_the_leader_is_killed(
 
 
 def test_metrics_runs_history_and_a_clean_sigterm(pipeline: Pipeline, list_server: ListServer) -> None:
-    from isin_pipeline.broker import free_port
+    from core.broker import free_port
 
     port = free_port()
     sched = schedule(pipeline, "m", list_server.url(NSE), "--every", "1h", "--metrics-port", str(port))

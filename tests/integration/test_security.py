@@ -8,7 +8,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from isin_pipeline.broker import EmbeddedBroker, free_port
+from core.broker import EmbeddedBroker, free_port
 from tests.integration.httpd import Answer, ListServer
 from tests.integration.support import Pipeline, wait_for
 from tests.tls import TlsProxy, make_pki

@@ -6,7 +6,7 @@ import csv
 import time
 from pathlib import Path
 
-from isin_pipeline.kafka import partition_for
+from core.kafka import partition_for
 from tests.integration.httpd import ListServer
 from tests.integration.support import Pipeline, Worker, wait_for
 

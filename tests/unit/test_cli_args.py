@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.errors import ConfigError
+from core.kafka import KafkaSettings
 from isin_pipeline.cli import build_parser, main
-from isin_pipeline.errors import ConfigError
-from isin_pipeline.kafka import KafkaSettings
 from stream_app.downstream import parse_offsets, parse_timestamp, topic_name
 
 

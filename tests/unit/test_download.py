@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from isin_pipeline.errors import SourceError
+from core.errors import SourceError
 from producer.download import Downloader, RetryPolicy, Validators, redact_url
 
 URL = "https://user:secret@lists.example.invalid/isins.csv?apikey=hunter2"

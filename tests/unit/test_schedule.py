@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from isin_pipeline.errors import ConfigError, SourceError
+from core.errors import ConfigError, SourceError
 from producer.metrics import RunMetrics
 from producer.run import RunContext, RunPlan, RunSummary
 from producer.runs import RunInfo

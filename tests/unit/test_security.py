@@ -11,8 +11,8 @@ import faust
 import pytest
 from pydantic import ValidationError
 
-from isin_pipeline.kafka import KafkaSettings
-from isin_pipeline.logs import JsonFormatter, setup_logging
+from core.kafka import KafkaSettings
+from core.logs import JsonFormatter, setup_logging
 from producer.settings import ProducerSettings
 from stream_app.settings import StreamSettings
 
@@ -56,7 +56,7 @@ def test_sasl_ssl_scram_reaches_librdkafka_aiokafka_and_the_registry() -> None:
 
 
 def test_plain_sasl_without_tls() -> None:
-    s = KafkaSettings(**sasl(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="PLAIN"))  # type: ignore[arg-type]
+    s = StreamSettings(**sasl(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="PLAIN"))  # type: ignore[arg-type]
     assert s.confluent_config()["security.protocol"] == "sasl_plaintext"
     creds = s.faust_credentials()
     assert creds.protocol.value == "SASL_PLAINTEXT" and creds.ssl_context is None
@@ -138,7 +138,7 @@ def test_json_log_lines() -> None:
 
 
 def test_urls_in_any_log_line_lose_credentials_and_query_strings() -> None:
-    from isin_pipeline.logs import redact
+    from core.logs import redact
 
     line = 'HTTP Request: GET https://user:pw@feed.example/isins.csv?apikey=k3y "HTTP/1.1 200 OK"'
     assert redact(line) == 'HTTP Request: GET https://***@feed.example/isins.csv?*** "HTTP/1.1 200 OK"'

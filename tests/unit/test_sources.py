@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from isin_pipeline.errors import ParseError
+from core.errors import ParseError
+from core.isin import InvalidIsin, RowError, validate_isin
 from producer.sources import BadRow, ListReader, Row, normalise_header
-from producer.validate import InvalidIsin, RowError, validate_isin
 
 
 def read_all(path: Path) -> tuple[ListReader, list[Row | BadRow]]:

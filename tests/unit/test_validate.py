@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from stdnum import isin as stdnum_isin
 
-from producer.validate import InvalidIsin, RowError, validate_isin
+from core.isin import InvalidIsin, RowError, validate_isin
 
 
 @pytest.mark.parametrize(
@@ -52,8 +52,8 @@ def test_long_junk_is_shortened_in_the_reason() -> None:
 
 
 def test_the_fast_path_agrees_with_stdnum_on_every_real_isin(shared_data: Path) -> None:
+    from core.isin import _fast_valid
     from producer.sources import ListReader, Row
-    from producer.validate import _fast_valid
 
     seen = 0
     for path in sorted(shared_data.glob("*.csv")):
@@ -68,7 +68,7 @@ def test_the_fast_path_agrees_with_stdnum_on_every_real_isin(shared_data: Path) 
 
 def test_the_fast_path_agrees_with_stdnum_on_generated_near_misses() -> None:
     """Valid ISINs from every two-letter prefix, and every one-character change of them."""
-    from producer.validate import _fast_valid
+    from core.isin import _fast_valid
 
     rng = random.Random(6166)
     alphabet = string.ascii_uppercase + string.digits

@@ -3,7 +3,8 @@
 ``KafkaSettings`` is the base of each package's own settings object (``ProducerSettings``,
 ``StreamSettings``): it is read from the environment once, in the entry point. Security
 settings are turned into the same meaning for confluent-kafka (librdkafka), aiokafka
-(through Faust) and the Schema Registry client, in one place.
+(``ssl_context``, used by the stream app's Faust adapter) and the Schema Registry client,
+in one place.
 """
 
 from __future__ import annotations
@@ -21,29 +22,6 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 DAY_MS = 24 * 3600 * 1000
 RDKAFKA_LOGGER = logging.getLogger("librdkafka")
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition of a key as the Java client, aiokafka and Faust compute it (murmur2)."""
-    from aiokafka.partitioner import murmur2
-
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def header_pairs(headers: Any) -> list[tuple[str, bytes]]:
-    """confluent-kafka's headers (a list of pairs, a dict, or None) as (name, bytes) pairs."""
-    if not headers:
-        return []
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    return [(str(k), v if isinstance(v, bytes) else (b"" if v is None else str(v).encode())) for k, v in pairs]
-
-
-def header(headers: Any, name: str) -> bytes | None:
-    """The value of a record header, or None."""
-    for key, value in header_pairs(headers):
-        if key == name:
-            return value
-    return None
 
 
 class KafkaSettings(BaseSettings):
@@ -145,24 +123,6 @@ class KafkaSettings(BaseSettings):
                 password=password,
             )
         return ctx
-
-    def faust_credentials(self) -> Any | None:
-        """``broker_credentials`` for faust.App: SASL (PLAIN or SCRAM) over TLS or not, or TLS alone."""
-        import faust
-
-        ctx = self.ssl_context()
-        if self.kafka_security_protocol.startswith("SASL"):
-            assert self.kafka_sasl_password is not None and self.kafka_sasl_username is not None
-            # SASLCredentials picks SASL_SSL when given a TLS context, SASL_PLAINTEXT otherwise.
-            return faust.SASLCredentials(
-                username=self.kafka_sasl_username,
-                password=self.kafka_sasl_password.get_secret_value(),
-                ssl_context=ctx,
-                mechanism=self.kafka_sasl_mechanism,
-            )
-        if ctx is not None:
-            return faust.SSLCredentials(ctx)
-        return None
 
     # -- Schema Registry ---------------------------------------------------------------
 

@@ -10,8 +10,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from isin_pipeline.errors import BrokerError
-from isin_pipeline.kafka import KafkaSettings
+from core.errors import BrokerError
+from core.kafka import KafkaSettings
 
 logger = logging.getLogger(__name__)
 

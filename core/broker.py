@@ -18,7 +18,7 @@ from types import TracebackType
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from isin_pipeline.errors import BrokerError
+from core.errors import BrokerError
 
 logger = logging.getLogger(__name__)
 

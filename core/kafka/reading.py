@@ -11,9 +11,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from isin_pipeline.errors import BrokerError
-from isin_pipeline.kafka import KafkaSettings, header_pairs
-from isin_pipeline.offsets import end_offsets, offsets_for_timestamp
+from core.errors import BrokerError
+from core.kafka import KafkaSettings, header_pairs
+from core.kafka.offsets import end_offsets, offsets_for_timestamp
 from schemas import Serde, SerializationError, make_serde
 
 logger = logging.getLogger(__name__)

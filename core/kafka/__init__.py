@@ -1,0 +1,6 @@
+"""The one Kafka access layer: settings, clients, topics, offsets and reading topics to their end."""
+
+from core.kafka.clients import header_pairs, partition_for
+from core.kafka.settings import KafkaSettings
+
+__all__ = ["KafkaSettings", "header_pairs", "partition_for"]

@@ -1,0 +1,28 @@
+"""What the dedup loop and the HTTP API of one worker share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas import Serde
+from stream_app.dedup import Dedup
+from stream_app.metrics import StreamMetrics
+from stream_app.output import OutputWriter
+from stream_app.seen import SeenIndex
+from stream_app.settings import StreamSettings
+from stream_app.store import FaustTableStore
+
+
+@dataclass
+class StreamContext:
+    """What the dedup loop and the HTTP API share; attached to the app as ``app.isin``."""
+
+    settings: StreamSettings
+    serde: Serde
+    table: Any
+    store: FaustTableStore
+    dedup: Dedup
+    output: OutputWriter
+    seen: SeenIndex
+    metrics: StreamMetrics
