@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -161,19 +162,25 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def run_foreground(port: int, host: str = "127.0.0.1") -> int:
-    """``isin-pipeline broker``: run until SIGINT/SIGTERM, then stop the broker."""
-    broker = EmbeddedBroker(port=port, host=host)
-    broker.start()
-    print(f"embedded Kafka-compatible broker (tansu) listening on {broker.bootstrap}", flush=True)
-    print(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}", flush=True)
+def run_foreground(port: int, host: str = "127.0.0.1", on_ready: Callable[[str], None] | None = None) -> int:
+    """``isin-pipeline broker``: run until SIGINT/SIGTERM, then stop the broker.
+
+    ``on_ready(bootstrap)`` runs once the broker answers (the CLI creates the pipeline's topics
+    there: a memory-only broker starts empty every time)."""
     stop = {"signal": 0}
 
     def on_signal(signum: int, _frame: object) -> None:
         stop["signal"] = signum
 
+    # Handlers first: a SIGTERM that arrives while the broker starts still stops it cleanly.
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    broker = EmbeddedBroker(port=port, host=host)
     try:
+        broker.start()
+        print(f"embedded Kafka-compatible broker (tansu) listening on {broker.bootstrap}", flush=True)
+        if on_ready is not None and not stop["signal"]:
+            on_ready(broker.bootstrap)
+        print(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}", flush=True)
         while not stop["signal"]:
             code = broker.returncode()
             if code is not None:

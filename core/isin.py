@@ -81,6 +81,12 @@ def _fast_valid(text: str) -> bool:
     return total % 10 == 0
 
 
+def is_isin(value: str) -> bool:
+    """Whether ``value``, stripped and upper-cased, is a valid ISIN (for detecting ISIN columns)."""
+    text = value.strip()
+    return len(text) == 12 and _fast_valid(text.upper())
+
+
 def validate_isin(value: str) -> str:
     """The ISIN in its compact form (upper case, no spaces), or raise InvalidIsin."""
     if _fast_valid(value):

@@ -24,11 +24,21 @@ def _add_broker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "For development and the demo; production runs on Apache Kafka.",
     )
     p.add_argument("--port", type=int, default=9092, help="listen port (default 9092)")
+    p.add_argument(
+        "--no-topics",
+        action="store_true",
+        help="do not create the pipeline's topics at start (by default they are, with their configured counts)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from core.broker import run_foreground
+        from isin_pipeline.topics import create_all
 
-        return run_foreground(args.port)
+        def topics(bootstrap: str) -> None:
+            created = create_all(bootstrap)
+            print(f"created the pipeline's topics: {', '.join(created) or 'none (they exist)'}", flush=True)
+
+        return run_foreground(args.port, on_ready=None if args.no_topics else topics)
 
     p.set_defaults(func=run)
 
@@ -52,6 +62,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from isin_pipeline import topics
     from producer import cli as producer_cli
     from stream_app import cli as stream_cli
 
@@ -63,25 +74,32 @@ def build_parser() -> argparse.ArgumentParser:
         "see the README.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _logging_arguments(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_broker(sub)
+    producer_cli.add_parsers(sub)
+    stream_cli.add_parsers(sub)
+    _add_demo(sub)
+    topics.add_parser(sub)
+    for command in sub.choices.values():
+        _logging_arguments(command, argparse.SUPPRESS)  # also after the subcommand; not set: the top's
+    return parser
+
+
+def _logging_arguments(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("LOG_LEVEL", "INFO"),
+        default=default if default is not None else os.environ.get("LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
         help="log level (LOG_LEVEL, default INFO)",
     )
     parser.add_argument(
         "--log-format",
-        default=os.environ.get("LOG_FORMAT", "text"),
+        default=default if default is not None else os.environ.get("LOG_FORMAT", "text"),
         choices=["text", "json"],
         help="log line format on stderr (LOG_FORMAT, default text)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_broker(sub)
-    producer_cli.add_parsers(sub)
-    stream_cli.add_parsers(sub)
-    _add_demo(sub)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from rich.table import Table
 
 from core.broker import EmbeddedBroker, free_port
 from core.errors import PipelineError
+from isin_pipeline.topics import create_all
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def run_demo(keep_running: bool = False, web_port: int = 0, log_level: str = "IN
         broker = stack.enter_context(EmbeddedBroker(log_path=tmp / "broker.log"))
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
         env.pop("SCHEMA_REGISTRY_URL", None)
+        create_all(broker.bootstrap)
 
         data_dir = tmp / "www"
         data_dir.mkdir()

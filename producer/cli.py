@@ -15,13 +15,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from core.console import table_console
-from core.errors import PipelineError
-from core.kafka.topics import TopicSpec, ensure_topics, pipeline_topics
+from core.errors import ConfigError, PipelineError
+from core.kafka.topics import ensure_topics
 from producer.download import Downloader, RetryPolicy, redact_url
 from producer.progress import RunProgress
-from producer.run import RunContext, RunPlan, execute
+from producer.reading import FORMATS, ReadHints
+from producer.run import RunContext, RunPlan, RunSummary, execute
 from producer.runs import RunLog, RunWriter
 from producer.schedule import Schedule, parse_duration, parse_slot
 from producer.settings import ProducerSettings
@@ -76,14 +78,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     s.add_argument("--metrics-host", default="127.0.0.1", help="interface of the metrics server (default 127.0.0.1)")
     s.set_defaults(func=cmd_schedule)
 
-    r = sub.add_parser("runs", help="show the run history from the runs topic")
+    r = sub.add_parser(
+        "runs",
+        help="show the run history from the runs topic",
+        description="The runs topic read to its end: one line per run, its slot, status, counts and reason.",
+    )
     r.add_argument("--source", metavar="NAME", help="only this source (its name, or the URL it was named after)")
-    r.add_argument("--format", choices=["table", "json"], default="table")
+    r.add_argument(
+        "--format", choices=["table", "json"], default="table", help="a table for people, or JSON lines (default table)"
+    )
     r.set_defaults(func=cmd_runs)
 
 
 def _source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, metavar="URL", help="http(s):// or file:// URL of the ISIN list")
+    _reader_arguments(parser)
     parser.add_argument(
         "--source-name",
         metavar="NAME",
@@ -92,7 +101,23 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-bytes", type=int, metavar="N", help="refuse bodies larger than N bytes (HTTP_MAX_BYTES)")
     parser.add_argument(
-        "--allow-shrink", action="store_true", help="publish deletions even if the list shrank suspiciously"
+        "--allow-shrink",
+        action="store_true",
+        help="accept a real shrink: publish deletions although the list has more than --max-delete-fraction "
+        "fewer distinct ISINs than the last successful run (the other doubts still hold deletions back)",
+    )
+    parser.add_argument(
+        "--max-delete-fraction",
+        type=float,
+        metavar="F",
+        help="a run with this share fewer distinct ISINs than the last successful one publishes no deletions "
+        "(MAX_DELETE_FRACTION, default 0.05)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        metavar="SECONDS",
+        help="the whole download, retries included, must finish within this (HTTP_DEADLINE_S, default 3600)",
     )
     parser.add_argument(
         "--force-publish",
@@ -101,29 +126,74 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _reader_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "reading the list", "Detected from the file when not given; the summary says what was detected."
+    )
+    group.add_argument("--format", dest="list_format", choices=FORMATS, help="the list's format")
+    group.add_argument(
+        "--column",
+        metavar="NAME|INDEX",
+        help="the ISIN column: a header or a 1-based index; XML: an element or attribute name; JSON: a key path",
+    )
+    group.add_argument(
+        "--isin-at", metavar="START:END", help="fixed width: 1-based, inclusive byte positions of the ISIN"
+    )
+    group.add_argument("--encoding", help="the text's encoding (e.g. cp1251); default: detected over the whole file")
+    group.add_argument("--delimiter", help="the field delimiter of delimited text (\\t for a tab)")
+    group.add_argument("--sheet", help="a workbook's sheet to read (name or 1-based index); default: every sheet")
+    group.add_argument("--header-row", type=int, metavar="N", help="1-based row of the header; 0: no header")
+
+
+def hints_from_args(args: argparse.Namespace) -> ReadHints:
+    isin_at = None
+    if args.isin_at:
+        try:
+            first, last = (int(x) for x in args.isin_at.split(":"))
+        except ValueError:
+            raise ConfigError(f"--isin-at {args.isin_at!r}: expected START:END, e.g. 10:21") from None
+        isin_at = (first, last)
+    delimiter = args.delimiter.replace("\\t", "\t") if args.delimiter else None
+    if delimiter is not None and len(delimiter) != 1:
+        raise ConfigError(f"--delimiter {args.delimiter!r}: one character")
+    return ReadHints(
+        format=args.list_format,
+        column=args.column,
+        isin_at=isin_at,
+        encoding=args.encoding,
+        delimiter=delimiter,
+        sheet=args.sheet,
+        header_row=args.header_row,
+    )
+
+
 def settings_from_args(args: argparse.Namespace) -> ProducerSettings:
     settings = ProducerSettings()
+    update: dict[str, Any] = {}
     if getattr(args, "max_bytes", None):
-        settings = settings.model_copy(update={"http_max_bytes": args.max_bytes})
-    return settings
+        update["http_max_bytes"] = args.max_bytes
+    if getattr(args, "deadline", None):
+        update["http_deadline_s"] = args.deadline
+    if getattr(args, "max_delete_fraction", None) is not None:
+        update["max_delete_fraction"] = args.max_delete_fraction
+    return ProducerSettings.model_validate({**settings.model_dump(), **update}) if update else settings
 
 
 @contextmanager
 def run_context(settings: ProducerSettings, source: str, stop: Callable[[], str | None]) -> Iterator[RunContext]:
     """Topics checked, clients built: everything a run needs, for the duration of a command."""
-    ensure_topics(settings, [*pipeline_topics(settings), scheduler_topic(settings)])
+    ensure_topics(settings, settings.topics())
     serde = make_serde(settings.schema_registry_config())
-    client = httpx.Client(
-        timeout=settings.http_timeout(),
-        auth=settings.http_auth(),
-        headers=settings.http_headers(),
-        follow_redirects=True,
-    )
+    # No credentials on the client and no redirects by httpx: the downloader adds the source's
+    # credentials only to requests for the source's own origin, and follows redirects itself.
+    client = httpx.Client(timeout=settings.http_timeout(), follow_redirects=False)
     downloader = Downloader(
         client,
         policy=RetryPolicy(settings.http_retries, settings.http_backoff_s, settings.http_backoff_max_s),
         max_bytes=settings.http_max_bytes,
         spool_dir=settings.spool_dir,
+        credentials=settings.credentials(),
+        deadline_s=settings.http_deadline_s,
     )
     runs = RunLog(settings, serde)
     try:
@@ -139,14 +209,6 @@ def run_context(settings: ProducerSettings, source: str, stop: Callable[[], str 
             )
     finally:
         runs.close()
-
-
-def scheduler_topic(settings: ProducerSettings) -> TopicSpec:
-    return TopicSpec(
-        f"{settings.topic_runs}.leader",
-        1,
-        {"cleanup.policy": "delete", "retention.ms": "3600000", "retention.bytes": "-1"},
-    )
 
 
 @contextmanager
@@ -184,22 +246,40 @@ def plan_slot(args: argparse.Namespace, now: datetime) -> datetime:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    """One run; exactly one JSON summary on stdout, whatever happens."""
     source = args.source_name or redact_url(args.source)
-    slot = plan_slot(args, datetime.now(UTC))
-    with stop_on_signals() as stop, run_context(settings, source, _stop_reason(stop)) as ctx:
-        try:
-            plan = RunPlan(args.source, source, slot, allow_shrink=args.allow_shrink, force_publish=args.force_publish)
+    try:
+        settings = settings_from_args(args)
+        plan = RunPlan(
+            args.source,
+            source,
+            plan_slot(args, datetime.now(UTC)),
+            force_publish=args.force_publish,
+            hints=hints_from_args(args),
+            policy=settings.safety(allow_shrink=args.allow_shrink),
+        )
+        with stop_on_signals() as stop, run_context(settings, source, _stop_reason(stop)) as ctx:
             summary = execute(ctx, plan)
-        except PipelineError as exc:
-            if exc.summary is not None:  # the run started: its summary says how far it got
-                _print_summary(exc.summary)
-            raise
+    except PipelineError as exc:
+        # The run's own summary says how far it got; before a run started, one that says why not.
+        _print_summary(exc.summary or _not_started(source, str(exc)))
+        raise
+    except ValidationError as exc:
+        _print_summary(_not_started(source, f"configuration error: {exc.errors()[0].get('msg')}"))
+        raise
+    except Exception as exc:  # a bug: still one summary, and a reason instead of a bare traceback
+        logger.exception("produce failed on an internal error")
+        _print_summary(_not_started(source, f"internal error: {type(exc).__name__}: {exc}"))
+        raise PipelineError(f"internal error: {type(exc).__name__}: {exc}") from exc
     _print_summary(summary)
     if summary.status == "suspicious":
         print(f"isin-pipeline produce: suspicious run: {summary.reason}", file=sys.stderr)
         return EXIT_SUSPICIOUS
     return 0
+
+
+def _not_started(source: str, reason: str) -> RunSummary:
+    return RunSummary(run_id="", source=source, status="failed", reason=reason)
 
 
 def _print_summary(summary: Any) -> None:
@@ -224,13 +304,23 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         election = LeaderElection(
             settings.confluent_config(),
             group,
-            scheduler_topic(settings).name,
+            settings.scheduler_topic().name,
             settings.scheduler_session_timeout_s,
             on_change=lambda leader: metrics.leader.labels(source).set(1 if leader else 0),
         ).start()
         try:
             scheduler = Scheduler(
-                ctx, args.source, source, policy, election, metrics, stop, args.allow_shrink, args.force_publish
+                ctx,
+                args.source,
+                source,
+                policy,
+                election,
+                metrics,
+                stop,
+                args.allow_shrink,
+                args.force_publish,
+                hints=hints_from_args(args),
+                safety=settings.safety(),
             )
             code = scheduler.run()
         finally:

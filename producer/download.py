@@ -1,11 +1,17 @@
 """Download a list over HTTP into a spool file: streaming, bounded, retried, conditional.
 
-- explicit connect and read timeouts (``ProducerSettings.http_timeout``);
+- explicit connect and read timeouts (``ProducerSettings.http_timeout``), and one deadline for
+  the whole download, retries included: a server that drips a byte a second fails the run;
 - retries with exponential backoff and full jitter on connection errors, 429 and 5xx,
   honouring ``Retry-After``; no retry on other 4xx;
+- redirects followed here, not by httpx, at most ``MAX_REDIRECTS`` and never in a loop; the
+  configured credentials and headers go only to the origin (scheme, host, port) they were
+  configured for, and are dropped on a redirect anywhere else, as curl does;
 - ``If-None-Match`` / ``If-Modified-Since`` from the last run; a 304 means "unchanged";
 - the body is streamed to a temp file with a SHA-256, never held in memory;
-- a body larger than ``max_bytes``, or shorter than its ``Content-Length``, is an error.
+- a body larger than ``max_bytes``, or shorter than its ``Content-Length``, is an error; how
+  the body was framed (length, chunked, or only the connection's close) is recorded, because a
+  body that ends with the connection cannot prove it is whole.
 """
 
 from __future__ import annotations
@@ -18,17 +24,20 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from core.errors import SourceError
+from core.logs import redact
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
 CHUNK = 1024 * 1024
 
 Progress = Callable[[int, int | None], None]
@@ -39,9 +48,32 @@ def redact_url(url: str) -> str:
     """The URL without credentials, query or fragment: safe for logs and as a source name."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port made explicit."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What goes only to the source's own origin: extra headers and HTTP auth."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    auth: httpx.Auth | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +96,11 @@ class Download:
     last_modified: str | None
     attempts: int
     status_code: int
+    framing: str = "content-length"
+    """How the body's end was known: ``content-length``, ``chunked``, ``close`` (only by the
+    connection closing: not provably whole), ``file`` or ``not-modified``."""
+    url: str = ""
+    """Where the body came from after redirects (redacted)."""
 
     @property
     def not_modified(self) -> bool:
@@ -95,7 +132,11 @@ class _Retry(Exception):
 
 
 class Downloader:
-    """Downloads with an injected ``httpx.Client`` (tests pass ``httpx.MockTransport``)."""
+    """Downloads with an injected ``httpx.Client`` (tests pass ``httpx.MockTransport``).
+
+    The client must not follow redirects or carry credentials itself: ``credentials`` are
+    added here, per request, to requests for the source's own origin only.
+    """
 
     def __init__(
         self,
@@ -104,26 +145,35 @@ class Downloader:
         policy: RetryPolicy,
         max_bytes: int,
         spool_dir: str | None = None,
+        credentials: Credentials | None = None,
+        deadline_s: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._policy = policy
         self._max_bytes = max_bytes
         self._spool_dir = spool_dir
+        self._credentials = credentials or Credentials()
+        self._deadline_s = deadline_s
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._clock = clock
 
     def fetch(
         self,
         url: str,
         previous: Validators | None = None,
         progress: Progress | None = None,
+        deadline_s: float | None = None,
     ) -> Download:
         """Download ``url`` into a spool file. The caller deletes ``Download.path``."""
         safe = redact_url(url)
         if urlsplit(url).scheme == "file":
             return self._copy_local(Path(urlsplit(url).path), progress)
+        limit = deadline_s if deadline_s is not None else self._deadline_s
+        deadline = self._clock() + limit if limit else None
         headers = {"Accept-Encoding": "gzip, identity"}
         if previous and previous.etag:
             headers["If-None-Match"] = previous.etag
@@ -133,7 +183,7 @@ class Downloader:
         while True:
             attempts += 1
             try:
-                return self._attempt(url, headers, attempts, progress)
+                return self._attempt(url, headers, attempts, progress, deadline)
             except _Retry as retry:
                 if attempts > self._policy.retries:
                     raise SourceError(f"{safe}: {retry.reason}; gave up after {attempts} attempts") from None
@@ -146,6 +196,10 @@ class Downloader:
                             f"{self._policy.backoff_max_s:.0f}s"
                         ) from None
                     delay = max(delay, retry.retry_after)
+                if deadline is not None and self._clock() + delay >= deadline:
+                    raise SourceError(
+                        f"{safe}: {retry.reason}; no time left for another attempt before the deadline of {limit:.0f}s"
+                    ) from None
                 logger.warning(
                     "download of %s failed (%s); retry %d of %d in %.1fs",
                     safe,
@@ -156,42 +210,120 @@ class Downloader:
                 )
                 self._sleep(delay)
 
-    def _attempt(self, url: str, headers: dict[str, str], attempt: int, progress: Progress | None) -> Download:
+    def _request(self, url: str, headers: dict[str, str], home: tuple[str, str, int | None]) -> httpx.Request:
+        """The request for one hop; credentials only for the source's own origin."""
+        if origin(url) == home:
+            return self._client.build_request("GET", url, headers={**headers, **self._credentials.headers})
+        return self._client.build_request("GET", url, headers=headers)
+
+    def _attempt(
+        self,
+        url: str,
+        headers: dict[str, str],
+        attempt: int,
+        progress: Progress | None,
+        deadline: float | None,
+    ) -> Download:
         safe = redact_url(url)
+        home = origin(url)
+        seen = [url]
         try:
-            with self._client.stream("GET", url, headers=headers) as resp:
-                status = resp.status_code
-                if status == 304:
-                    logger.info("%s: 304 Not Modified", safe)
-                    return Download(
-                        None, 0, None, resp.headers.get("ETag"), resp.headers.get("Last-Modified"), attempt, status
-                    )
-                if status in RETRY_STATUSES:
-                    raise _Retry(f"HTTP {status} {resp.reason_phrase}", _retry_after(resp.headers.get("Retry-After")))
-                if status >= 400:
-                    raise SourceError(f"{safe}: HTTP {status} {resp.reason_phrase}")
-                if status != 200:
-                    raise SourceError(f"{safe}: unexpected HTTP {status} {resp.reason_phrase}")
-                return self._spool(resp, safe, attempt, progress)
+            while True:
+                request = self._request(url, headers, home)
+                if deadline is not None:
+                    left = deadline - self._clock()
+                    if left <= 0:
+                        raise SourceError(f"{safe}: the download did not finish before its deadline")
+                    request.extensions["timeout"] = _timeout_within(self._client.timeout, left)
+                auth = self._credentials.auth if origin(url) == home else None
+                response = self._client.send(request, auth=auth, stream=True, follow_redirects=False)
+                try:
+                    location = response.headers.get("Location")
+                    if response.status_code in REDIRECT_STATUSES and location:
+                        target = str(response.url.join(location))
+                        if target in seen:
+                            chain = " -> ".join(redact_url(u) for u in [*seen, target])
+                            raise SourceError(f"{safe}: a redirect loop: {chain}")
+                        if len(seen) > MAX_REDIRECTS:
+                            raise SourceError(f"{safe}: more than {MAX_REDIRECTS} redirects")
+                        if origin(target) != home:
+                            logger.info(
+                                "%s redirects to %s, another origin: its credentials and headers are not sent there",
+                                redact_url(url),
+                                redact_url(target),
+                            )
+                        seen.append(target)
+                        url = target
+                        continue
+                    return self._answer(response, safe, attempt, progress, deadline, redact_url(url))
+                finally:
+                    response.close()
         except httpx.TimeoutException as exc:
+            if deadline is not None and self._clock() >= deadline:
+                raise SourceError(f"{safe}: the download did not finish before its deadline") from exc
             raise _Retry(f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
-            raise _Retry(f"{type(exc).__name__}: {exc or 'connection failed'}") from exc
+            raise _Retry(f"{type(exc).__name__}: {redact(str(exc)) or 'connection failed'}") from exc
 
-    def _spool(self, resp: httpx.Response, safe: str, attempt: int, progress: Progress | None) -> Download:
+    def _answer(
+        self,
+        resp: httpx.Response,
+        safe: str,
+        attempt: int,
+        progress: Progress | None,
+        deadline: float | None,
+        final_url: str,
+    ) -> Download:
+        status = resp.status_code
+        if status == 304:
+            logger.info("%s: 304 Not Modified", safe)
+            return Download(
+                None,
+                0,
+                None,
+                resp.headers.get("ETag"),
+                resp.headers.get("Last-Modified"),
+                attempt,
+                status,
+                "not-modified",
+                final_url,
+            )
+        if status in RETRY_STATUSES:
+            raise _Retry(f"HTTP {status} {resp.reason_phrase}", _retry_after(resp.headers.get("Retry-After")))
+        if status >= 400:
+            raise SourceError(f"{safe}: HTTP {status} {resp.reason_phrase}")
+        if status != 200:
+            raise SourceError(f"{safe}: unexpected HTTP {status} {resp.reason_phrase}")
+        return self._spool(resp, safe, attempt, progress, deadline, final_url)
+
+    def _spool(
+        self,
+        resp: httpx.Response,
+        safe: str,
+        attempt: int,
+        progress: Progress | None,
+        deadline: float | None,
+        final_url: str,
+    ) -> Download:
         declared = _content_length(resp.headers.get("Content-Length"))
         if declared is not None and declared > self._max_bytes:
             raise SourceError(f"{safe}: Content-Length {declared} is larger than the limit of {self._max_bytes} bytes")
+        chunked = "chunked" in resp.headers.get("Transfer-Encoding", "").lower()
+        framing = "chunked" if chunked else ("content-length" if declared is not None else "close")
         digest = hashlib.sha256()
         fd, name = tempfile.mkstemp(prefix="isin-list-", suffix=".download", dir=self._spool_dir)
         path = Path(name)
         written = 0
         try:
             with os.fdopen(fd, "wb") as out:
-                for chunk in resp.iter_raw(CHUNK):
+                for chunk in resp.iter_raw():  # as it arrives: a drip still reaches the deadline check
                     written += len(chunk)
                     if written > self._max_bytes:
                         raise SourceError(f"{safe}: body is larger than the limit of {self._max_bytes} bytes")
+                    if deadline is not None and self._clock() > deadline:
+                        raise SourceError(
+                            f"{safe}: the download did not finish before its deadline ({written} bytes so far)"
+                        )
                     digest.update(chunk)
                     out.write(chunk)
                     if progress:
@@ -206,7 +338,7 @@ class Downloader:
             path.unlink(missing_ok=True)
             raise SourceError(f"{safe}: unsupported Content-Encoding {encoding!r}")
         # A gzip Content-Encoding is left in place: the list reader opens gzip by its magic bytes.
-        logger.info("%s: downloaded %d bytes in %d attempt(s)", safe, written, attempt)
+        logger.info("%s: downloaded %d bytes in %d attempt(s), framed by %s", safe, written, attempt, framing)
         return Download(
             path,
             written,
@@ -215,6 +347,8 @@ class Downloader:
             resp.headers.get("Last-Modified"),
             attempt,
             resp.status_code,
+            framing,
+            final_url,
         )
 
     def _copy_local(self, src: Path, progress: Progress | None) -> Download:
@@ -232,7 +366,21 @@ class Downloader:
                 out.write(chunk)
         if progress:
             progress(size, size)
-        return Download(Path(name), size, digest.hexdigest(), None, None, 1, 200)
+        return Download(Path(name), size, digest.hexdigest(), None, None, 1, 200, "file", str(src))
+
+
+def _timeout_within(timeout: httpx.Timeout, left: float) -> dict[str, float | None]:
+    """The client's timeouts, none longer than the time left before the deadline."""
+
+    def cap(value: float | None) -> float:
+        return max(0.001, min(value, left) if value is not None else left)
+
+    return {
+        "connect": cap(timeout.connect),
+        "read": cap(timeout.read),
+        "write": cap(timeout.write),
+        "pool": cap(timeout.pool),
+    }
 
 
 def _content_length(value: str | None) -> int | None:

@@ -68,7 +68,7 @@ class RunMetrics:
             self.failures.labels(source, failure_reason(exc)).inc()
             return
         if summary.status == "suspicious":
-            self.failures.labels(source, "shrink").inc()
+            self.failures.labels(source, "doubt").inc()
         if summary.status in ("succeeded", "unchanged"):
             self.last_success.labels(source).set_to_current_time()
         if summary.status in ("succeeded", "suspicious"):

@@ -1,4 +1,10 @@
-"""One producer run: download, parse, validate, publish, mark the end of the run."""
+"""One producer run: claim the slot, download, read, publish, judge the read, mark the end.
+
+Whatever goes wrong, a run that claimed its slot ends with exactly one final record in the
+runs topic (``SUCCEEDED``, ``UNCHANGED``, ``SUSPICIOUS``, ``FAILED`` or ``INTERRUPTED``), and
+the command prints exactly one JSON summary: never a ``RUNNING`` claim left behind by an error,
+never a bare traceback. A bug is recorded as ``FAILED`` with its type and message.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +16,27 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from core.errors import PipelineError
-from core.isin import InvalidIsin, RowError, validate_isin
 from producer.download import Downloader
 from producer.progress import RunProgress
 from producer.publish import FencedError, Publisher, RunInterrupted
+from producer.publishing import MAX_KEPT, ReadResult, Topics, now_ms, publish_list, send_markers
+from producer.reading import ReadHints
 from producer.runs import RunInfo, RunLog, RunWriter, claim_lost, owner_id, run_key
+from producer.safety import Baseline, ReadFacts, SafetyPolicy, doubts
 from producer.schedule import slot_key
 from producer.settings import ProducerSettings
-from producer.sources import BadRow, Layout, ListReader, Row
-from schemas import DEAD_LETTER, END_OF_RUN, Serde, content_hash
-from schemas.fastpath import EventEncoder
+from schemas import Serde
 
 logger = logging.getLogger(__name__)
-
-RowProgress = Callable[[int], None]
 
 
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable and unique: ``20261122T071500Z-1a2b3c4d``."""
     now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass
@@ -51,6 +50,8 @@ class RunSummary:
     rows: int = 0
     valid: int = 0
     invalid: int = 0
+    unreadable: int = 0
+    distinct: int = 0
     published: int = 0
     dead_lettered: int = 0
     bytes: int = 0
@@ -58,8 +59,17 @@ class RunSummary:
     rows_per_s: float = 0.0
     partitions: int = 0
     markers: bool = False
+    """End-of-run markers were published: the stream app deletes what the list no longer has."""
+    framing: str = ""
     layout: dict[str, Any] = field(default_factory=dict)
+    """What the reader detected: format, encoding, sheets, header row, ISIN column and how."""
     invalid_by_reason: dict[str, int] = field(default_factory=dict)
+    doubts: list[str] = field(default_factory=list)
+    """Why a suspicious run published no deletions."""
+    kept: int = 0
+    """Valid ISINs seen in rows that could not be read: not deleted, whatever the run."""
+    shrink: dict[str, Any] | None = None
+    """Against the last successful run: distinct ISINs then and now (deletions to expect)."""
     reason: str | None = None
 
     def to_json(self) -> str:
@@ -78,112 +88,6 @@ class RunContext:
     progress: RunProgress | None = None
     should_stop: Callable[[], str | None] = lambda: None
 
-    @property
-    def raw_topic(self) -> str:
-        return self.settings.topic_raw
-
-    @property
-    def dlq_topic(self) -> str:
-        return self.settings.topic_dlq
-
-
-BATCH = 2000
-
-
-def publish_list(
-    ctx: RunContext,
-    publisher: Publisher,
-    summary: RunSummary,
-    path: Path,
-    progress: RowProgress | None = None,
-) -> None:
-    """Parse ``path`` and publish every row; bad rows go to the dead-letter topic."""
-    source = summary.source
-    run_id = summary.run_id
-    run_key = run_id.encode()
-    raw_topic, dlq_topic = ctx.raw_topic, ctx.dlq_topic
-    published_at = now_ms()
-    encode_event = EventEncoder(ctx.serde, raw_topic, source, run_id, published_at)
-    encode_dead = ctx.serde.encoder(dlq_topic, DEAD_LETTER)
-    send_batch = publisher.send_batch
-    invalid_by = summary.invalid_by_reason
-    batch: list[dict[str, bytes]] = []
-    rows = valid = invalid = 0
-
-    def dead(line: int, raw: str, error: RowError, reason: str) -> None:
-        record = {
-            "source": source,
-            "run_id": run_id,
-            "line": line,
-            "raw": raw,
-            "reason": reason,
-            "error": error.value,
-            "recorded_at": published_at,
-        }
-        publisher.send(dlq_topic, run_key, encode_dead(record), [("run-id", run_key)])
-        invalid_by[error.value] = invalid_by.get(error.value, 0) + 1
-
-    try:
-        with ListReader(path) as reader:
-            layout: Layout | None = reader.layout
-            assert layout is not None
-            summary.layout = {
-                "kind": layout.kind,
-                "compression": layout.compression,
-                "delimiter": layout.delimiter,
-                "isin_column": layout.isin_header,
-                "header_line": layout.header_line,
-            }
-            delimiter = layout.delimiter
-            for item in reader.rows():
-                rows += 1
-                if type(item) is BadRow:
-                    invalid += 1
-                    dead(item.line, item.raw, item.error, item.reason)
-                    continue
-                assert type(item) is Row
-                try:
-                    isin = validate_isin(item.isin)
-                except InvalidIsin as exc:
-                    invalid += 1
-                    dead(item.line, delimiter.join(item.raw), exc.error, exc.reason)
-                    continue
-                valid += 1
-                attributes = item.attributes
-                value = encode_event(isin, item.line, attributes, content_hash(source, attributes))
-                batch.append({"key": isin.encode(), "value": value})
-                if len(batch) >= BATCH:
-                    send_batch(raw_topic, batch)
-                    batch = []
-                    if progress is not None:
-                        progress(rows)
-            if batch:
-                send_batch(raw_topic, batch)
-    finally:
-        summary.rows, summary.valid, summary.invalid = rows, valid, invalid
-    if progress is not None:
-        progress(rows)
-
-
-def send_markers(ctx: RunContext, publisher: Publisher, summary: RunSummary) -> None:
-    """One EndOfRun per raw partition, after that partition's events were acknowledged."""
-    encode = ctx.serde.encoder(ctx.raw_topic, END_OF_RUN)
-    finished = now_ms()
-    run_key = summary.run_id.encode()
-    for partition, stats in sorted(publisher.partitions.items()):
-        record = {
-            "source": summary.source,
-            "run_id": summary.run_id,
-            "partition": partition,
-            "events": stats.events,
-            "first_offset": stats.first_offset,
-            "last_offset": stats.last_offset,
-            "run_valid": summary.valid,
-            "finished_at": finished,
-        }
-        publisher.send(ctx.raw_topic, None, encode(record), [("run-id", run_key)], partition=partition)
-    summary.markers = True
-
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -192,12 +96,19 @@ class RunPlan:
     url: str
     source: str
     slot: datetime
-    allow_shrink: bool = False
     force_publish: bool = False
     """Publish even if the list is unchanged since the last run (no conditional GET, no hash check)."""
     take_over: bool = False
     """A scheduler leader takes over a slot whose claim is not final (its previous leader died);
     a one-off ``produce`` stands down for a fresh claim of another process."""
+    hints: ReadHints = field(default_factory=ReadHints)
+    policy: SafetyPolicy = field(default_factory=SafetyPolicy)
+    deadline_s: float | None = None
+    """The whole download's deadline (default: the settings' ``http_deadline_s``)."""
+
+    @property
+    def allow_shrink(self) -> bool:
+        return self.policy.allow_shrink
 
 
 def transactional_id(source: str, slot: datetime) -> str:
@@ -205,21 +116,23 @@ def transactional_id(source: str, slot: datetime) -> str:
     return f"isin-pipeline.{digest}.{slot_key(slot)}"
 
 
-def fence_abandoned(ctx: RunContext, source: str, started_before_ms: int | None = None) -> list[RunInfo]:
+def fence_abandoned(ctx: RunContext, source: str, only_expired: bool = True) -> list[RunInfo]:
     """Abort the transactions of runs that claimed a slot and never finished, and record them.
 
     A run killed mid-way leaves an open transaction; until it is aborted, read_committed
     consumers of its partitions stop at it (on Kafka for up to transaction.timeout.ms).
     Initialising a producer with the run's transactional id aborts it and fences the run if
-    it is still alive. ``started_before_ms`` limits this to claims that old (None: all, for a
-    new scheduler leader, whose predecessors' claims are all abandoned).
+    it is still alive. ``only_expired``: only claims past their deadline (a new scheduler
+    leader fences all of its predecessors' claims).
     """
     from confluent_kafka import KafkaException, Producer
 
+    now = now_ms()
+    default_ms = int(ctx.settings.run_timeout_s * 1000)
     abandoned = [
         r
         for r in ctx.runs.refresh().history(source)
-        if r.status == "RUNNING" and (started_before_ms is None or r.started_at < started_before_ms)
+        if r.status == "RUNNING" and (not only_expired or r.expired(now, default_ms))
     ]
     for claim in abandoned:
         tid = transactional_id(source, claim.slot_at)
@@ -245,21 +158,29 @@ def execute(ctx: RunContext, plan: RunPlan) -> RunSummary:
     started = time.monotonic()
     settings = ctx.settings
     summary = RunSummary(run_id=new_run_id(), source=plan.source, slot=slot_key(plan.slot))
+    default_ms = int(settings.run_timeout_s * 1000)
     if not plan.take_over:
-        fence_abandoned(ctx, plan.source, started_before_ms=now_ms() - int(settings.run_timeout_s * 1000))
+        fence_abandoned(ctx, plan.source)
     runs = ctx.runs.refresh()
     latest = runs.latest(plan.source, plan.slot)
     if latest is not None and latest.done:
         return _skip(summary, f"slot {summary.slot} is done: {latest.status.lower()} by run {latest.run_id}")
     now = now_ms()
-    stale_ms = int(settings.run_timeout_s * 1000)
-    if not plan.take_over and latest is not None and latest.status == "RUNNING" and latest.started_at > now - stale_ms:
+    if not plan.take_over and latest is not None and latest.status == "RUNNING" and not latest.expired(now, default_ms):
         return _skip(summary, f"slot {summary.slot} is being run by {latest.owner} (run {latest.run_id})")
 
-    me = RunInfo(plan.source, summary.slot, summary.run_id, "RUNNING", started_at=now, owner=owner_id())
+    me = RunInfo(
+        plan.source,
+        summary.slot,
+        summary.run_id,
+        "RUNNING",
+        started_at=now,
+        owner=owner_id(),
+        deadline_at=now + default_ms,
+    )
     me.offset = ctx.writer.write(me)
     if not plan.take_over:
-        winner = claim_lost(runs.refresh(), me, stale_ms, now)
+        winner = claim_lost(runs.refresh(), me, default_ms, now)
         if winner is not None:
             return _skip(summary, f"slot {summary.slot} was claimed first by {winner.owner} (run {winner.run_id})")
     try:
@@ -267,32 +188,44 @@ def execute(ctx: RunContext, plan: RunPlan) -> RunSummary:
     except FencedError as exc:
         logger.warning("run %s of %s stood down: %s", summary.run_id, plan.source, exc)
         return _skip(summary, f"another run of slot {summary.slot} took over: {exc}")
-    except PipelineError as exc:
-        summary.status = "interrupted" if isinstance(exc, RunInterrupted) else "failed"
-        summary.reason = str(exc)
-        exc.summary = summary
+    except (PipelineError, Exception, KeyboardInterrupt) as exc:
+        error = exc if isinstance(exc, PipelineError) else _internal(exc)
+        summary.status = "interrupted" if isinstance(exc, RunInterrupted | KeyboardInterrupt) else "failed"
+        summary.reason = str(error)
+        error.summary = summary
         _finish(me, summary, summary.status.upper())
         try:
             ctx.writer.write(me)
-        except PipelineError as write_exc:
+        except Exception as write_exc:
             logger.error("could not record run %s as %s: %s", me.run_id, me.status, write_exc)
-        raise
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         summary.duration_s = round(time.monotonic() - started, 3)
         if summary.duration_s > 0:
             summary.rows_per_s = round(summary.rows / summary.duration_s, 1)
         logger.info(
-            "run %s of %s for slot %s: %s, %d rows, %d valid, %d invalid, %.1fs",
+            "run %s of %s for slot %s: %s, %d rows, %d valid (%d distinct), %d invalid, %d unreadable, %.1fs",
             summary.run_id,
             summary.source,
             summary.slot,
             summary.status,
             summary.rows,
             summary.valid,
+            summary.distinct,
             summary.invalid,
+            summary.unreadable,
             summary.duration_s,
         )
     return summary
+
+
+def _internal(exc: BaseException) -> PipelineError:
+    if isinstance(exc, KeyboardInterrupt):
+        return RunInterrupted("interrupted")
+    logger.exception("run failed on an internal error")
+    return PipelineError(f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _skip(summary: RunSummary, reason: str) -> RunSummary:
@@ -301,12 +234,24 @@ def _skip(summary: RunSummary, reason: str) -> RunSummary:
     return summary
 
 
-def _finish(run: RunInfo, summary: RunSummary, status: str) -> None:
+def _finish(run: RunInfo, summary: RunSummary, status: str, read: ReadResult | None = None) -> None:
     run.status = status
     run.finished_at = now_ms()
     run.rows, run.valid, run.invalid, run.published = summary.rows, summary.valid, summary.invalid, summary.published
+    run.distinct, run.unreadable = summary.distinct, summary.unreadable
     run.bytes = summary.bytes
     run.reason = summary.reason
+    run.doubts = list(summary.doubts)
+    if summary.layout:
+        run.layout = json.dumps(summary.layout, sort_keys=True)
+        run.isin_column = summary.layout.get("isin_column")
+        run.column_by = summary.layout.get("column_by")
+
+
+def _baseline(last: RunInfo | None) -> Baseline | None:
+    if last is None:
+        return None
+    return Baseline(last.run_id, last.rows, last.invalid, last.distinct or last.valid, last.isin_column)
 
 
 def _publish(ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo) -> None:
@@ -315,10 +260,12 @@ def _publish(ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo) -
     url_sha256 = hashlib.sha256(plan.url.encode()).hexdigest()
     me.url_sha256 = url_sha256
     previous = None if plan.force_publish else runs.validators(plan.source, url_sha256)
-    baseline = runs.last_success(plan.source)
-    download = ctx.downloader.fetch(plan.url, previous, ctx.progress.on_bytes if ctx.progress else None)
+    last = runs.last_success(plan.source)
+    progress = ctx.progress
+    download = ctx.downloader.fetch(plan.url, previous, progress.on_bytes if progress else None, plan.deadline_s)
     try:
         summary.bytes = download.bytes
+        summary.framing = download.framing
         me.etag = download.etag or (previous.etag if previous and download.not_modified else None)
         me.last_modified = download.last_modified or (previous.last_modified if previous else None)
         me.content_sha256 = download.sha256 or (previous.sha256 if previous else None)
@@ -329,29 +276,63 @@ def _publish(ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo) -
             return
         assert download.path is not None
         publisher = Publisher(settings, should_stop=ctx.should_stop)
+        read = ReadResult()
         try:
             summary.partitions = publisher.connect(transactional_id=transactional_id(plan.source, plan.slot))
-            publish_list(ctx, publisher, summary, download.path, ctx.progress.on_rows if ctx.progress else None)
+            try:
+                publish_list(
+                    download.path,
+                    serde=ctx.serde,
+                    topics=Topics(settings.topic_raw, settings.topic_dlq),
+                    publisher=publisher,
+                    source=plan.source,
+                    run_id=summary.run_id,
+                    hints=plan.hints,
+                    max_bytes=settings.unpacked_max_bytes,
+                    spool_dir=settings.spool_dir,
+                    result=read,
+                    progress=progress.on_rows if progress else None,
+                )
+            finally:
+                _take(summary, read)
             publisher.flush("ISIN events and dead letters")
             summary.published = publisher.delivered
             summary.dead_lettered = publisher.dead_letters_delivered
-            status = "SUCCEEDED"
-            if (
-                baseline is not None
-                and not plan.allow_shrink
-                and summary.valid < settings.shrink_threshold * baseline.valid
-            ):
-                status = "SUSPICIOUS"
-                summary.reason = (
-                    f"{summary.valid} valid rows, under {settings.shrink_threshold:.0%} of the {baseline.valid} of the "
-                    f"last successful run {baseline.run_id}: published without deletions (--allow-shrink to accept)"
-                )
+            facts = ReadFacts(
+                rows=read.rows,
+                valid=read.valid,
+                invalid=read.invalid,
+                unreadable=read.unreadable,
+                distinct=read.distinct,
+                column=read.column,
+                column_by=read.column_by,
+                framing=download.framing,
+                end_proven=read.end_proven,
+                last_line_bad=read.last_line_bad,
+                kept_overflow=len(read.kept) >= MAX_KEPT,
+            )
+            baseline = _baseline(last)
+            summary.doubts = doubts(facts, baseline, plan.policy)
+            if baseline is not None:
+                summary.shrink = {
+                    "last_run": baseline.run_id,
+                    "distinct_then": baseline.distinct,
+                    "distinct_now": read.distinct,
+                    "deletions_at_least": max(0, baseline.distinct - read.distinct),
+                    "allowed": plan.allow_shrink,
+                }
+            status = "SUSPICIOUS" if summary.doubts else "SUCCEEDED"
+            if summary.doubts:
+                summary.reason = "published without deletions: " + "; ".join(summary.doubts)
             # The last fence: a run of this slot that completed meanwhile wins.
             done = [r for r in runs.refresh().for_slot(plan.source, plan.slot) if r.done and r.run_id != me.run_id]
             if done:
                 raise FencedError(f"run {done[-1].run_id} completed slot {summary.slot} first")
             if status == "SUCCEEDED":
-                send_markers(ctx, publisher, summary)
+                send_markers(
+                    ctx.serde, settings.topic_raw, publisher, plan.source, summary.run_id, read.valid, read.kept
+                )
+                summary.markers = True
             _finish(me, summary, status)
             publisher.send(ctx.writer.topic, run_key(me.source, me.slot_at), ctx.writer.encode(me), partition=0)
             publisher.flush("end-of-run markers and the run record")
@@ -362,3 +343,11 @@ def _publish(ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo) -
     finally:
         if download.path is not None:
             download.path.unlink(missing_ok=True)
+
+
+def _take(summary: RunSummary, read: ReadResult) -> None:
+    summary.rows, summary.valid, summary.invalid = read.rows, read.valid, read.invalid
+    summary.unreadable, summary.distinct = read.unreadable, read.distinct
+    summary.layout = read.layout
+    summary.invalid_by_reason = read.invalid_by_reason
+    summary.kept = len(read.kept)

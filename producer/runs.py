@@ -67,6 +67,13 @@ class RunInfo:
     last_modified: str | None = None
     content_sha256: str | None = None
     reason: str | None = None
+    distinct: int = 0
+    unreadable: int = 0
+    isin_column: str | None = None
+    column_by: str | None = None
+    layout: str | None = None
+    doubts: list[str] = field(default_factory=list)
+    deadline_at: int | None = None
     offset: int = field(default=-1, compare=False)
 
     @classmethod
@@ -74,6 +81,10 @@ class RunInfo:
         values: dict[str, Any] = {k: record.get(k) for k in cls.__dataclass_fields__ if k != "offset"}
         values["started_at"] = _ms(record["started_at"])
         values["finished_at"] = _ms(record.get("finished_at"))
+        values["deadline_at"] = _ms(record.get("deadline_at"))
+        values["doubts"] = list(record.get("doubts") or [])
+        values["distinct"] = int(record.get("distinct") or 0)
+        values["unreadable"] = int(record.get("unreadable") or 0)
         return cls(**values, offset=offset)
 
     def to_record(self) -> dict[str, Any]:
@@ -81,10 +92,16 @@ class RunInfo:
 
     def to_json(self) -> dict[str, Any]:
         out = self.to_record()
-        for k in ("started_at", "finished_at"):
+        for k in ("started_at", "finished_at", "deadline_at"):
             if out[k] is not None:
                 out[k] = datetime.fromtimestamp(out[k] / 1000, UTC).isoformat(timespec="milliseconds")
         return out
+
+    def expired(self, now_ms: int, default_timeout_ms: int) -> bool:
+        """A claim past its deadline (or, for records without one, ``default_timeout_ms`` old) is
+        abandoned: its run died without a final record."""
+        deadline = self.deadline_at if self.deadline_at is not None else self.started_at + default_timeout_ms
+        return now_ms >= deadline
 
     @property
     def final(self) -> bool:
@@ -234,6 +251,6 @@ def claim_lost(log: RunLog, mine: RunInfo, stale_after_ms: int, now_ms: int) -> 
     earlier: Iterable[RunInfo] = (r for r in log.for_slot(mine.source, mine.slot_at) if r.offset < mine.offset)
     finals = {r.run_id for r in log.for_slot(mine.source, mine.slot_at) if r.final}
     for run in earlier:
-        if run.status == "RUNNING" and run.run_id not in finals and run.started_at > now_ms - stale_after_ms:
+        if run.status == "RUNNING" and run.run_id not in finals and not run.expired(now_ms, stale_after_ms):
             return run
     return None

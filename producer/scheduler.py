@@ -21,14 +21,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from core.errors import PipelineError
 from producer.leader import LeaderElection
 from producer.metrics import RunMetrics
 from producer.publish import RunInterrupted
+from producer.reading import ReadHints
 from producer.run import RunContext, RunPlan, RunSummary, execute, fence_abandoned
+from producer.safety import SafetyPolicy
 from producer.schedule import Schedule, slot_key
 
 logger = logging.getLogger(__name__)
@@ -64,8 +66,10 @@ class Scheduler:
         allow_shrink: bool = False,
         force_publish: bool = False,
         clock: Clock = utc_now,
+        hints: ReadHints | None = None,
+        safety: SafetyPolicy | None = None,
         runner: Callable[[RunContext, RunPlan], RunSummary] = execute,
-        fence: Callable[[RunContext, str], object] = fence_abandoned,
+        fence: Callable[[RunContext, str, bool], object] = fence_abandoned,
     ) -> None:
         self.ctx = ctx
         self.url = url
@@ -77,6 +81,8 @@ class Scheduler:
         self.allow_shrink = allow_shrink
         self.force_publish = force_publish
         self.clock = clock
+        self.hints = hints or ReadHints()
+        self.safety = safety or SafetyPolicy()
         self.runner = runner
         self.fence = fence
         self._epoch = -1
@@ -96,7 +102,7 @@ class Scheduler:
         epoch = self.election.epoch if self.election else 0
         if epoch != self._epoch:  # (re)starting as leader: the runs of earlier leaders are over
             self._epoch = epoch
-            self.fence(self.ctx, self.source)
+            self.fence(self.ctx, self.source, False)
             late = (now - slot).total_seconds()
             if self.policy.catch_up == "none" and late > self.policy.misfire_grace_s:
                 logger.info(
@@ -122,9 +128,10 @@ class Scheduler:
             self.url,
             self.source,
             slot,
-            allow_shrink=self.allow_shrink,
             force_publish=self.force_publish,
             take_over=True,
+            hints=self.hints,
+            policy=replace(self.safety, allow_shrink=self.allow_shrink),
         )
         try:
             summary = self.runner(self.ctx, plan)

@@ -9,6 +9,9 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from core.kafka import KafkaSettings
+from core.kafka.topics import TopicSpec, pipeline_topics
+from producer.download import Credentials
+from producer.safety import SafetyPolicy
 
 
 class ProducerSettings(KafkaSettings):
@@ -32,6 +35,10 @@ class ProducerSettings(KafkaSettings):
     source_bearer_token: SecretStr | None = None
     spool_dir: str | None = None
     """Where downloads are spooled before parsing (default: the system temp dir)."""
+    http_deadline_s: float = Field(default=3600.0, gt=0)
+    """The whole download, retries included, must finish within this; a drip-feeding server fails."""
+    unpacked_max_bytes: int = 16 * 1024**3
+    """Refuse a gzip or zip that unpacks to more than this (a zip bomb)."""
 
     # -- publish ------------------------------------------------------------------------
     producer_linger_ms: int = 20
@@ -46,11 +53,15 @@ class ProducerSettings(KafkaSettings):
     producer_transaction_timeout_ms: int = 15 * 60 * 1000
     """A run is one transaction; Kafka's transaction.max.timeout.ms is 15 minutes by default."""
     run_timeout_s: float = 2 * 3600
-    """A RUNNING claim older than this, with no final record, is stale and may be taken over."""
+    """A run's deadline: a RUNNING claim older than this, with no final record, was abandoned."""
     scheduler_session_timeout_s: float = 6.0
     """How long a dead scheduler leader keeps its lease before a replica takes over."""
-    shrink_threshold: float = Field(default=0.5, ge=0, le=1)
-    """A run with fewer valid rows than this share of the last successful one is suspicious."""
+    max_delete_fraction: float = Field(default=0.05, ge=0, le=1)
+    """A run with this share fewer distinct ISINs than the last successful one publishes no deletions."""
+    max_unreadable_fraction: float = Field(default=0.01, ge=0, le=1)
+    """A run with a larger share of rows the reader could not read publishes no deletions."""
+    max_invalid_jump: float = Field(default=0.02, ge=0, le=1)
+    """A run whose share of invalid ISINs rose by more than this publishes no deletions."""
 
     @field_validator("source_http_headers", mode="before")
     @classmethod
@@ -69,16 +80,34 @@ class ProducerSettings(KafkaSettings):
             pool=self.http_connect_timeout_s,
         )
 
-    def http_auth(self) -> httpx.Auth | None:
-        if self.source_username and self.source_password:
-            return httpx.BasicAuth(self.source_username, self.source_password.get_secret_value())
-        return None
-
-    def http_headers(self) -> dict[str, str]:
+    def credentials(self) -> Credentials:
+        """Headers and auth for the source's own origin only (the downloader enforces it)."""
         headers = {k: v.get_secret_value() for k, v in self.source_http_headers.items()}
         if self.source_bearer_token:
             headers["Authorization"] = f"Bearer {self.source_bearer_token.get_secret_value()}"
-        return headers
+        auth = None
+        if self.source_username and self.source_password:
+            auth = httpx.BasicAuth(self.source_username, self.source_password.get_secret_value())
+        return Credentials(headers, auth)
+
+    def topics(self) -> list[TopicSpec]:
+        """The topics a producer or scheduler writes: the pipeline's, and the scheduler's leader topic."""
+        return [*pipeline_topics(self), self.scheduler_topic()]
+
+    def scheduler_topic(self) -> TopicSpec:
+        return TopicSpec(
+            f"{self.topic_runs}.leader",
+            1,
+            {"cleanup.policy": "delete", "retention.ms": "3600000", "retention.bytes": "-1"},
+        )
+
+    def safety(self, allow_shrink: bool = False) -> SafetyPolicy:
+        return SafetyPolicy(
+            max_delete_fraction=self.max_delete_fraction,
+            max_unreadable_fraction=self.max_unreadable_fraction,
+            max_invalid_jump=self.max_invalid_jump,
+            allow_shrink=allow_shrink,
+        )
 
     def producer_config(self) -> dict[str, Any]:
         """confluent-kafka producer properties: idempotent, acks=all, murmur2 like Java and Faust."""

@@ -54,6 +54,26 @@ def all_schemas() -> Mapping[str, AvroSchema]:
     return {s.name: s for s in (ISIN_EVENT, END_OF_RUN, CURRENT_RECORD, DEAD_LETTER, RUN_RECORD)}
 
 
+@cache
+def earlier_versions() -> Mapping[bytes, tuple[AvroSchema, AvroSchema]]:
+    """Schemas this version no longer writes but still reads: {fingerprint: (old, current)}.
+
+    Records written before a schema gained a field (with a default) keep their old
+    fingerprint in the single-object encoding; they are decoded with the old schema as the
+    writer's and the current one as the reader's (Avro schema resolution), so that a runs
+    topic written by the previous version stays readable after an upgrade.
+    """
+    out: dict[bytes, tuple[AvroSchema, AvroSchema]] = {}
+    for entry in resources.files("schemas").joinpath("avro", "history").iterdir():
+        if not entry.name.endswith(".avsc"):
+            continue
+        old = AvroSchema.from_text(entry.read_text(encoding="utf-8"))
+        current = all_schemas().get(old.name)
+        if current is not None and old.fingerprint != current.fingerprint:
+            out[old.fingerprint] = (old, current)
+    return out
+
+
 def content_hash(source: str, attributes: Mapping[str, str]) -> str:
     """Digest of what a source says about an ISIN; run ids and timestamps are not content.
 

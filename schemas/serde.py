@@ -19,7 +19,7 @@ from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from schemas.catalog import END_OF_RUN, ISIN_EVENT, AvroSchema, all_schemas
+from schemas.catalog import END_OF_RUN, ISIN_EVENT, AvroSchema, all_schemas, earlier_versions
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class Serde:
         """``registry`` is a ``confluent_kafka.schema_registry.SchemaRegistryClient`` or None."""
         self._registry = registry
         self._by_fingerprint = {s.fingerprint: s for s in all_schemas().values()}
+        self._earlier = {fp: (current, old.parsed) for fp, (old, current) in earlier_versions().items()}
         self._by_id: dict[int, tuple[AvroSchema, Any, bytes]] = {}
         self._lock = threading.Lock()
 
@@ -129,7 +130,11 @@ class Serde:
     def _writer(self, data: bytes) -> tuple[AvroSchema, Any, int]:
         """(reader schema, writer schema, offset of the body)."""
         if data[:2] == SINGLE_OBJECT_MARKER and len(data) >= 10:
-            schema = self._by_fingerprint.get(bytes(data[2:10]))
+            fp = bytes(data[2:10])
+            schema = self._by_fingerprint.get(fp)
+            if schema is None and fp in self._earlier:
+                current, writer = self._earlier[fp]
+                return current, writer, 10
             if schema is None:
                 raise SerializationError(
                     f"unknown Avro schema fingerprint {bytes(data[2:10]).hex()}: "

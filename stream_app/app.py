@@ -12,11 +12,11 @@ from typing import Any
 
 from faust.types import TP
 
-from core.kafka.topics import ensure_topics, pipeline_topics
 from schemas import make_serde
 from stream_app.batching import BatchingApp
 from stream_app.context import StreamContext
 from stream_app.dedup import Dedup
+from stream_app.faust_adapter import forbid_auto_create_topics, table_offsets, wipe_if_ahead
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.reindex import RawRangeReader
@@ -27,9 +27,10 @@ from stream_app.store import FaustTableStore
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: StreamSettings) -> BatchingApp:
+def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingApp:
     from stream_app import web
 
+    forbid_auto_create_topics()
     servers = [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
     app = BatchingApp(
         settings.app_id,
@@ -53,7 +54,7 @@ def create_app(settings: StreamSettings) -> BatchingApp:
         table_standby_replicas=settings.standby_replicas,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
-        topic_allow_declare=True,
+        topic_allow_declare=False,  # topics come from `isin-pipeline topics create`, never from Faust
         producer_acks=-1,
     )
     if settings.verify_end_offsets:
@@ -92,6 +93,8 @@ def create_app(settings: StreamSettings) -> BatchingApp:
         dlq_topic=settings.topic_dlq,
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if check_state:
+        _rebuild_if_ahead(settings, table)
     seen = SeenIndex(settings.state_dir / f"{settings.app_id}-seen.rdb")
     reindex = RawRangeReader(settings.confluent_config(), settings.topic_raw)
     dedup = Dedup(serde, store, output, seen, reindex, settings.topic_current, settings.topic_dlq)
@@ -116,11 +119,24 @@ def create_app(settings: StreamSettings) -> BatchingApp:
     return app
 
 
-def prepare_topics(settings: StreamSettings) -> None:
-    """Create the raw and current topics with their real configs before Faust starts."""
-    ensure_topics(
-        settings, [t for t in pipeline_topics(settings) if t.name in (settings.topic_raw, settings.topic_current)]
-    )
+def _rebuild_if_ahead(settings: StreamSettings, table: Any) -> None:
+    """Before anything opens the local state: drop it if it is ahead of the broker."""
+    from core.kafka.offsets import end_offsets
+
+    partitions = list(range(settings.topic_partitions))
+    applied = table_offsets(table, partitions)
+    if not applied:
+        return
+    topic = settings.topic_current
+    ends = end_offsets(settings.confluent_config(), [(topic, p) for p in partitions])
+    wipe_if_ahead(settings.state_dir, applied, {p: ends[(topic, p)] for p in partitions}, topic)
+
+
+def check_topics(settings: StreamSettings) -> None:
+    """Stop with what to run if a topic is missing or mis-sized: a worker never creates one."""
+    from core.kafka.topics import check_topics as check
+
+    check(settings, settings.topics())
 
 
 _lazy: dict[str, BatchingApp] = {}

@@ -248,6 +248,10 @@ class Dedup:
                 return
             self._seen.add(partition, run_id, keys)
             self.stats.reindexed_runs += 1
+        kept = marker.get("kept") or []
+        if kept:
+            # ISINs in rows the producer could not read: a bad row never deletes its ISIN.
+            self._seen.add(partition, run_id, sorted(k.encode() for k in kept))
         finished = marker["finished_at"]
         at_ms = int(finished.timestamp() * 1000) if hasattr(finished, "timestamp") else int(finished)
         deleted = await self._sweep(partition, run_id, source, at_ms)

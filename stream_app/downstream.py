@@ -80,11 +80,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     start = p.add_mutually_exclusive_group()
     start.add_argument("--from-beginning", action="store_true", help="start at the earliest offsets")
     start.add_argument(
-        "--from-offset", metavar="P:O[,P:O...]", help="start at these offsets (other partitions: beginning)"
+        "--from-offset", metavar="P:O[,P:O...]", help="start at these offsets; the partitions not named are not read"
     )
     start.add_argument("--from-timestamp", metavar="ISO8601", help="start at the first record at or after this time")
     p.add_argument("--follow", action="store_true", help="keep reading new records until Ctrl-C")
-    p.add_argument("--format", choices=["json", "table"], default="json")
+    p.add_argument(
+        "--format", choices=["json", "table"], default="json", help="JSON lines, or a table for people (default json)"
+    )
     p.add_argument("--max-messages", type=int, metavar="N", help="stop after N records")
     p.set_defaults(func=cmd_tail)
 

@@ -22,21 +22,33 @@ def _ms(value: datetime | int) -> int:
 
 
 def merge_event(old: Record | None, event: Mapping[str, Any]) -> Record:
-    """The record after ``event`` (an IsinEvent) is applied to ``old`` (or to nothing)."""
+    """The record after ``event`` (an IsinEvent) is applied to ``old`` (or to nothing).
+
+    A source's listing is replaced by a newer run's row. A second row of the *same* run (a list
+    that has the ISIN twice: a workbook whose sheets overlap, a line per trading currency) is
+    added to it instead: its content hash joins the listing's (space-separated), its attributes
+    fill the ones the first row did not have. So the listing holds every row of the run, and
+    the next identical run finds each row's hash and writes nothing.
+    """
     source = event["source"]
     at = _ms(event["published_at"])
     listings: list[Record] = list(old["listings"]) if old else []
     first_seen = at
+    attributes = dict(event["attributes"])
+    digest = event["content_hash"]
     for i, listing in enumerate(listings):
         if listing["source"] == source:
             first_seen = _ms(listing["first_seen_at"])
+            if listing["run_id"] == event["run_id"] and digest not in listing["content_hash"].split():
+                attributes = {**attributes, **listing["attributes"]}
+                digest = f"{listing['content_hash']} {digest}"
             del listings[i]
             break
     listings.append(
         {
             "source": source,
-            "attributes": dict(event["attributes"]),
-            "content_hash": event["content_hash"],
+            "attributes": attributes,
+            "content_hash": digest,
             "run_id": event["run_id"],
             "first_seen_at": first_seen,
             "changed_at": at,

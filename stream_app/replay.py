@@ -97,7 +97,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         action="store_true",
         help="go on although the broker does not report the group empty (needed on the embedded broker)",
     )
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="a table for people, or one JSON object (default table)",
+    )
     p.set_defaults(func=cmd_replay)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, SecretStr
 
 from core.kafka import KafkaSettings
+from core.kafka.topics import TopicSpec, pipeline_topics
 
 
 class StreamSettings(KafkaSettings):
@@ -79,6 +80,16 @@ class StreamSettings(KafkaSettings):
         if ctx is not None:
             return faust.SSLCredentials(ctx)
         return None
+
+    def topics(self) -> list[TopicSpec]:
+        """The topics a worker needs: the raw, current and dead-letter topics, and Faust's leader topic."""
+        mine = (self.topic_raw, self.topic_current, self.topic_dlq)
+        leader = TopicSpec(
+            f"{self.app_id}-__assignor-__leader",
+            1,
+            {"cleanup.policy": "delete", "retention.ms": str(3600 * 1000), "retention.bytes": "-1"},
+        )
+        return [*(t for t in pipeline_topics(self) if t.name in mine), leader]
 
     @property
     def advertised_url(self) -> str:

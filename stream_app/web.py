@@ -51,8 +51,12 @@ class ApiView(View):
         token = self.ctx.settings.api_token
         if token is not None and request.path not in PUBLIC_PATHS:
             given = request.headers.get("Authorization", "")
-            expected = f"Bearer {token.get_secret_value()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            try:
+                presented = given.encode("ascii")
+            except UnicodeEncodeError:  # aiohttp keeps undecodable bytes as surrogates
+                return self.error(400, "malformed Authorization header: not ASCII")
+            expected = f"Bearer {token.get_secret_value()}".encode()
+            if not hmac.compare_digest(presented, expected):
                 return self.error(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
         return await super().dispatch(request)
 

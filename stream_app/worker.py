@@ -6,15 +6,15 @@ import logging
 
 import faust
 
-from stream_app.app import create_app, prepare_topics
+from stream_app.app import check_topics, create_app
 from stream_app.settings import StreamSettings
 
 logger = logging.getLogger(__name__)
 
 
 def run_worker(settings: StreamSettings, loglevel: str = "INFO") -> int:
-    """Create the topics, build the app, run it. Returns the process exit code."""
-    prepare_topics(settings)
+    """Check the topics, build the app, run it. Returns the process exit code."""
+    check_topics(settings)
     app = create_app(settings)
     logger.info(
         "stream worker %s starting: %s, HTTP API on %s, state in %s",

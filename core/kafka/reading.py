@@ -80,7 +80,7 @@ class TopicReader:
             unknown = set(from_offsets) - set(parts)
             if unknown:
                 raise BrokerError(f"topic {self._topic} has no partition {sorted(unknown)}")
-            return {p: from_offsets.get(p, OFFSET_BEGINNING) for p in parts}
+            return dict(from_offsets)  # only the partitions asked for
         if from_timestamp is not None:
             ms = int(from_timestamp.timestamp() * 1000)
             return offsets_for_timestamp(self._settings.confluent_config(), self._topic, parts, ms)

@@ -85,6 +85,9 @@ class KafkaSettings(BaseSettings):
             # librdkafka's own log lines go through logging (logger "librdkafka"), not raw stderr;
             # failures reach us through error callbacks and exceptions as well.
             "logger": RDKAFKA_LOGGER,
+            # Topics are created by one explicit path (core.kafka.topics), never by a client's
+            # metadata request: a restarted empty broker would get them with default counts.
+            "allow.auto.create.topics": False,
         }
         if self.kafka_security_protocol.startswith("SASL"):
             assert self.kafka_sasl_password is not None

@@ -63,6 +63,35 @@ def pipeline_topics(s: KafkaSettings) -> list[TopicSpec]:
     ]
 
 
+def check_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: float | None = None) -> None:
+    """Raise BrokerError, saying what to run, if a topic is missing or has the wrong partition count.
+
+    For long-running clients that must not create topics themselves (the stream worker): a
+    topic that is not there was lost (an embedded broker restarted empty) or never created,
+    and creating it by accident, with some default partition count, would break the
+    co-partitioning of the raw and current topics for good.
+    """
+    timeout = timeout if timeout is not None else s.kafka_connect_timeout_s
+    admin = AdminClient(s.confluent_config())
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka at {s.kafka_bootstrap_servers}: {exc.args[0]}") from exc
+    missing = [spec.name for spec in specs if spec.name not in existing or existing[spec.name].error]
+    if missing:
+        raise BrokerError(
+            f"topic{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing on {s.kafka_bootstrap_servers}: "
+            "create the pipeline's topics with `isin-pipeline topics create` (same environment), then start again"
+        )
+    for spec in specs:
+        have = len(existing[spec.name].partitions)
+        if have != spec.partitions and spec.must_match_partitions:
+            raise BrokerError(
+                f"topic {spec.name} has {have} partitions, the configuration says {spec.partitions}: "
+                "set TOPIC_PARTITIONS to match, or recreate the topic"
+            )
+
+
 def ensure_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: float | None = None) -> list[str]:
     """Create the missing topics; check the partitions of existing ones. Returns the names created."""
     timeout = timeout if timeout is not None else s.kafka_connect_timeout_s

@@ -22,6 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from core.kafka import KafkaSettings
+from core.kafka.topics import pipeline_topics
 from producer.settings import ProducerSettings
 from stream_app.settings import StreamSettings
 
@@ -169,7 +171,10 @@ def test_compose_file_validates_and_every_service_is_healthchecked() -> None:
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert services["stream"]["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
     assert any(v.startswith("stream-state:") for v in services["stream"]["volumes"])
-    assert "compact" in services["topics-init"]["command"][0]
+    # the topics come from the pipeline's own command: the current-records topic compacted
+    assert services["topics-init"]["command"] == ["topics", "create"]
+    current = [t for t in pipeline_topics(KafkaSettings()) if t.name == "isin.current"]
+    assert current and current[0].config["cleanup.policy"] == "compact"
 
 
 def test_a_broken_compose_file_is_caught() -> None:

@@ -22,6 +22,9 @@ class Answer:
     truncate_to: int | None = None
     delay_s: float = 0.0
     rate_bps: int | None = None  # trickle the body at about this many bytes per second
+    no_length: bool = False
+    """No Content-Length and no chunked encoding: the body ends when the connection closes
+    (``truncate_to`` then cuts it with nothing to tell the client)."""
 
 
 class ListServer:
@@ -56,11 +59,12 @@ class ListServer:
                     time.sleep(answer.delay_s)
                 body = answer.file.read_bytes() if answer.file else answer.body
                 self.send_response(answer.status)
-                headers = {"Content-Length": str(len(body)), **answer.headers}
+                headers = {**({} if answer.no_length else {"Content-Length": str(len(body))}), **answer.headers}
                 for k, v in headers.items():
                     self.send_header(k, v)
-                if answer.truncate_to is not None:
+                if answer.truncate_to is not None or answer.no_length:
                     self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
                 if answer.status in (204, 304):
                     return

@@ -167,6 +167,7 @@ class Pipeline:
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: list[Worker] = field(default_factory=list)
     procs: list[Proc] = field(default_factory=list)
+    _topics_created: bool = False
 
     @property
     def env(self) -> dict[str, str]:
@@ -227,7 +228,15 @@ class Pipeline:
         self.procs.append(proc)
         return proc
 
+    def create_topics(self) -> None:
+        """The explicit step before a worker starts (workers never create topics)."""
+        proc = self.cli("topics", "create", timeout=60)
+        assert proc.returncode == 0, proc.stderr
+
     def worker(self, name: str = "w1", port: int | None = None) -> Worker:
+        if not self._topics_created:
+            self.create_topics()
+            self._topics_created = True
         worker = Worker(name, self.env, self.tmp / f"state-{name}", self.tmp / f"{name}.log", port)
         self.workers.append(worker)
         return worker

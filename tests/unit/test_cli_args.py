@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime
 
 import pytest
@@ -41,6 +42,27 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
             parser.parse_args([name, "--help"])
         assert info.value.code == 0
     assert "--from-beginning" in capsys.readouterr().out
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    missing = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, command in commands.items()
+        for action in command._actions
+        if not action.help and not isinstance(action, argparse._HelpAction)
+    ]
+    assert missing == []
+
+
+def test_log_options_work_before_and_after_the_subcommand() -> None:
+    parser = build_parser()
+    before = parser.parse_args(["--log-level", "debug", "snapshot", "--out", "-"])
+    after = parser.parse_args(["snapshot", "--out", "-", "--log-level", "debug", "--log-format", "json"])
+    neither = parser.parse_args(["snapshot", "--out", "-"])
+    assert (before.log_level, after.log_level, after.log_format) == ("DEBUG", "DEBUG", "json")
+    assert neither.log_level in ("DEBUG", "INFO", "WARNING", "ERROR") and neither.log_format in ("text", "json")
 
 
 def test_bad_configuration_is_a_clear_exit_2(

@@ -115,6 +115,21 @@ def test_a_change_is_emitted_once_and_keeps_first_seen(h: Harness) -> None:
     assert now["listings"][0]["run_id"] == "r2"
 
 
+def test_an_isin_on_two_rows_of_one_run_is_listed_once_and_does_not_churn(h: Harness) -> None:
+    """A workbook whose sheets overlap, or a line per trading currency: two rows, one ISIN."""
+    shares, etfs = {"sheet": "1.1 Shares", "name": "n"}, {"sheet": "1.0 All Equity", "currency": "GBP"}
+    h.feed(h.event(AAPL, attrs=shares), h.event(AAPL, attrs=etfs))
+    assert h.emitted() == [(AAPL, "NEW"), (AAPL, "CHANGED")]
+    record = h.current(AAPL)
+    assert record is not None and len(record["listings"]) == 1
+    listing = record["listings"][0]
+    assert listing["attributes"] == {**etfs, **shares}  # the first row's values win
+    assert listing["content_hash"].split() == [content_hash("A", shares), content_hash("A", etfs)]
+    # the next identical run finds both rows unchanged: nothing is written
+    h.feed(h.event(AAPL, attrs=shares, run="r2"), h.event(AAPL, attrs=etfs, run="r2"))
+    assert len(h.output.sent) == 2 and h.dedup.stats.unchanged == 2
+
+
 def test_sweep_deletes_what_the_run_did_not_list_scoped_to_its_source(h: Harness) -> None:
     start = h.next_offset
     h.feed(h.event(AAPL, "A"), h.event(SIE, "A"), h.event(NESN, "A"), h.event(SIE, "B", run="b1"))

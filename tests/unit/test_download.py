@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from core.errors import SourceError
-from producer.download import Downloader, RetryPolicy, Validators, redact_url
+from producer.download import Credentials, Downloader, RetryPolicy, Validators, redact_url
 
 URL = "https://user:secret@lists.example.invalid/isins.csv?apikey=hunter2"
 BODY = b"ISIN\nUS0378331005\n"
@@ -167,3 +167,100 @@ def test_file_urls_are_copied(tmp_path: Path) -> None:
     assert result.path is not None and result.path.read_bytes() == BODY
     with pytest.raises(SourceError, match="cannot read"):
         downloader.fetch((tmp_path / "missing.csv").as_uri())
+
+
+# -- redirects, credentials and deadlines ---------------------------------------------------
+
+
+def redirect(to: str, status: int = 302) -> httpx.Response:
+    return httpx.Response(status, headers={"Location": to})
+
+
+def test_credentials_go_only_to_their_origin(tmp_path: Path) -> None:
+    script = Script(
+        redirect("/moved.csv"),  # same origin: credentials still sent
+        redirect("https://cdn.example.invalid/isins.csv?sig=abc"),  # another host: dropped
+        ok(),
+    )
+    client = httpx.Client(transport=httpx.MockTransport(script))
+    downloader = Downloader(
+        client,
+        policy=RetryPolicy(retries=0),
+        max_bytes=10_000,
+        spool_dir=str(tmp_path),
+        credentials=Credentials({"X-Api-Key": "k3y"}, httpx.BasicAuth("u", "p")),
+    )
+    result = downloader.fetch("https://lists.example.invalid/isins.csv")
+    assert result.path is not None and result.path.read_bytes() == BODY
+    first, second, third = script.requests
+    assert first.headers["X-Api-Key"] == "k3y" and first.headers["Authorization"].startswith("Basic ")
+    assert second.url.path == "/moved.csv" and second.headers["X-Api-Key"] == "k3y"
+    assert "X-Api-Key" not in third.headers and "Authorization" not in third.headers
+    assert result.url == "https://cdn.example.invalid/isins.csv"  # redacted: no query
+
+
+def test_a_scheme_downgrade_drops_credentials(tmp_path: Path) -> None:
+    script = Script(redirect("http://lists.example.invalid/isins.csv"), ok())
+    client = httpx.Client(transport=httpx.MockTransport(script))
+    downloader = Downloader(
+        client, policy=RetryPolicy(retries=0), max_bytes=10_000, credentials=Credentials({"X-Api-Key": "k3y"})
+    )
+    downloader.fetch("https://lists.example.invalid/isins.csv")
+    assert "X-Api-Key" not in script.requests[1].headers
+
+
+def test_redirect_loops_and_chains_fail_clearly(tmp_path: Path) -> None:
+    loop = Script(redirect("/b?token=s3cret"), redirect("/a"), redirect("/b?token=s3cret"))
+    downloader, _ = make(loop, tmp_path, retries=0)
+    with pytest.raises(SourceError, match="a redirect loop") as err:
+        downloader.fetch("https://lists.example.invalid/a")
+    assert "s3cret" not in str(err.value)
+    chain = Script(*(redirect(f"/{i}") for i in range(20)))
+    downloader, _ = make(chain, tmp_path, retries=0)
+    with pytest.raises(SourceError, match="more than 10 redirects"):
+        downloader.fetch("https://lists.example.invalid/start")
+
+
+def test_the_deadline_bounds_retries_and_the_body(tmp_path: Path) -> None:
+    now = [0.0]
+
+    def slow_body(request: httpx.Request) -> httpx.Response:
+        def chunks() -> object:
+            for _ in range(100):
+                now[0] += 1.0  # each chunk arrives a second later
+                yield b"x"
+
+        return httpx.Response(200, content=chunks())  # type: ignore[arg-type]
+
+    client = httpx.Client(transport=httpx.MockTransport(Script(slow_body)))
+    downloader = Downloader(
+        client, policy=RetryPolicy(retries=3), max_bytes=10_000, deadline_s=10, clock=lambda: now[0]
+    )
+    with pytest.raises(SourceError, match="did not finish before its deadline"):
+        downloader.fetch("https://lists.example.invalid/isins.csv")
+    assert now[0] < 20
+
+    now[0] = 0.0
+    sleeps: list[float] = []
+    busy = Script(*(httpx.Response(503, headers={"Retry-After": "4"}) for _ in range(4)))
+    downloader = Downloader(
+        httpx.Client(transport=httpx.MockTransport(busy)),
+        policy=RetryPolicy(retries=3),
+        max_bytes=10_000,
+        deadline_s=10,
+        clock=lambda: now[0],
+        sleep=lambda s: (sleeps.append(s), now.__setitem__(0, now[0] + s)),  # type: ignore[func-returns-value]
+    )
+    with pytest.raises(SourceError, match="no time left for another attempt"):
+        downloader.fetch("https://lists.example.invalid/isins.csv")
+    assert sum(sleeps) < 10
+
+
+def test_framing_is_recorded(tmp_path: Path) -> None:
+    downloader, _ = make(Script(ok(headers={"Content-Length": str(len(BODY))})), tmp_path)
+    assert downloader.fetch(URL).framing == "content-length"
+    downloader, _ = make(Script(ok(headers={"Transfer-Encoding": "chunked"})), tmp_path)
+    assert downloader.fetch(URL).framing == "chunked"
+    # no length, no chunking: the body ends when the connection closes
+    downloader, _ = make(Script(httpx.Response(200, stream=httpx.ByteStream(BODY))), tmp_path)
+    assert downloader.fetch(URL).framing == "close"

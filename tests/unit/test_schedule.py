@@ -127,7 +127,7 @@ def scheduler(
         threading.Event(),
         clock=clock,
         runner=runner,
-        fence=lambda _ctx, _source: [],
+        fence=lambda _ctx, _source, _expired: [],
     )
     return sched, plans
 

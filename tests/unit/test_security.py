@@ -100,7 +100,7 @@ def test_secrets_never_appear_in_reprs_summaries_or_logs(monkeypatch: pytest.Mon
     for text in (stream_text, producer_text):
         for secret in (PASSWORD, REGISTRY_AUTH, TOKEN):
             assert secret not in text
-    assert producer.http_headers()["X-Api-Key"] == PASSWORD  # usable, just not printable
+    assert producer.credentials().headers["X-Api-Key"] == PASSWORD  # usable, just not printable
 
     stream_out, json_out = io.StringIO(), io.StringIO()
     setup_logging("DEBUG", "text")

@@ -53,11 +53,11 @@ def test_long_junk_is_shortened_in_the_reason() -> None:
 
 def test_the_fast_path_agrees_with_stdnum_on_every_real_isin(shared_data: Path) -> None:
     from core.isin import _fast_valid
-    from producer.sources import ListReader, Row
+    from producer.reading import ListFile, Row
 
     seen = 0
     for path in sorted(shared_data.glob("*.csv")):
-        with ListReader(path) as reader:
+        with ListFile(path) as reader:
             for row in reader.rows():
                 if isinstance(row, Row):
                     value = row.isin.strip()

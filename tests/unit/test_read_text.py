@@ -12,11 +12,11 @@ import pytest
 
 from core.errors import ParseError
 from core.isin import InvalidIsin, RowError, validate_isin
-from producer.sources import BadRow, ListReader, Row, normalise_header
+from producer.reading import BadRow, ColumnBy, ListFile, ReadHints, Row, normalise_header
 
 
-def read_all(path: Path) -> tuple[ListReader, list[Row | BadRow]]:
-    with ListReader(path) as reader:
+def read_all(path: Path) -> tuple[ListFile, list[Row | BadRow]]:
+    with ListFile(path) as reader:
         rows = list(reader.rows())
     return reader, rows
 
@@ -57,14 +57,13 @@ def test_real_lists_parse_with_exact_counts(
     attrs: set[str],
 ) -> None:
     reader, got = read_all(shared_data / name)
-    assert reader.layout is not None
-    assert reader.layout.isin_header == header
-    assert reader.layout.delimiter == delimiter
-    assert reader.layout.header_line == line
+    assert reader.detected.column_identity == header
+    assert reader.detected.details["delimiter"] == delimiter
+    assert reader.detected.details["header_row"] == line
     assert len(got) == rows
     c = count(got)
     assert (c["valid"], c["invalid"], c["bad"]) == (valid, invalid, 0)
-    names = {n for _, n in reader.layout.attribute_columns}
+    names = {n for row in got if isinstance(row, Row) for n in row.attributes}
     assert attrs <= names
 
 
@@ -103,7 +102,7 @@ def test_zip_and_gzip_of_a_real_list(shared_data: Path, tmp_path: Path) -> None:
     gzipped.write_bytes(gzip.compress(src.read_bytes()))
     for path, compression in ((zipped, "zip"), (gzipped, "gzip")):
         reader, rows = read_all(path)
-        assert reader.layout is not None and reader.layout.compression == compression
+        assert reader.detected.container == compression
         assert count(rows)["valid"] == 2387
 
 
@@ -135,7 +134,7 @@ def test_quoted_field_with_newline_keeps_physical_line_numbers(tmp_path: Path) -
 
 def test_plain_list_and_blank_lines(tmp_path: Path) -> None:
     reader, rows = read_all(write(tmp_path, "US0378331005\n\nDE0007236101\n  CH0038863350  \nnot-an-isin\n"))
-    assert reader.layout is not None and reader.layout.kind == "plain"
+    assert reader.detected.format == "lines"
     assert [(r.line, r.isin) for r in rows if isinstance(r, Row)] == [
         (1, "US0378331005"),
         (3, "DE0007236101"),
@@ -146,7 +145,7 @@ def test_plain_list_and_blank_lines(tmp_path: Path) -> None:
 
 def test_isin_column_choice_prefers_exact_name(tmp_path: Path) -> None:
     reader, rows = read_all(write(tmp_path, "Underlying ISIN,ISIN\nDE0007236101,US0378331005\n"))
-    assert reader.layout is not None and reader.layout.isin_header == "ISIN"
+    assert reader.detected.column_identity == "ISIN"
     assert isinstance(rows[0], Row)
     assert rows[0].isin == "US0378331005"
     assert rows[0].attributes == {"underlying_isin": "DE0007236101"}
@@ -177,7 +176,8 @@ def test_bom_and_latin1(tmp_path: Path) -> None:
     _, rows = read_all(write(tmp_path, b"\xef\xbb\xbfISIN,Name\nUS0378331005,Caf\xc3\xa9\n", "bom.csv"))
     assert isinstance(rows[0], Row) and rows[0].attributes == {"name": "Café"}
     reader, rows = read_all(write(tmp_path, b"ISIN,Name\nUS0378331005,Caf\xe9\n", "latin1.csv"))
-    assert reader.layout is not None and reader.layout.encoding == "latin-1"
+    # A single-byte Western encoding: cp1252 and latin-1 agree on every byte of this file.
+    assert reader.detected.encoding in ("cp1252", "latin-1", "iso8859-1")
     assert isinstance(rows[0], Row) and rows[0].attributes == {"name": "Café"}
 
 
@@ -192,7 +192,7 @@ def test_bom_and_latin1(tmp_path: Path) -> None:
     ],
 )
 def test_unreadable_files_fail_clearly(tmp_path: Path, content: bytes, message: str) -> None:
-    with pytest.raises(ParseError, match=message), ListReader(write(tmp_path, content, "bad.bin")):
+    with pytest.raises(ParseError, match=message), ListFile(write(tmp_path, content, "bad.bin")):
         pass
 
 
@@ -201,14 +201,14 @@ def test_zip_with_two_files_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("a.csv", "ISIN\nUS0378331005\n")
         z.writestr("b.csv", "ISIN\nDE0007236101\n")
-    with pytest.raises(ParseError, match="exactly one file"), ListReader(path):
+    with pytest.raises(ParseError, match="exactly one file"), ListFile(path):
         pass
 
 
 def test_truncated_gzip_fails_while_reading(shared_data: Path, tmp_path: Path) -> None:
     data = gzip.compress((shared_data / "nsdl_india-isin_ISIN_20240831.csv").read_bytes())
     path = write(tmp_path, data[: len(data) // 2], "cut.csv.gz")
-    with pytest.raises(ParseError, match="truncated"), ListReader(path) as reader:
+    with pytest.raises(ParseError, match="truncated"), ListFile(path) as reader:
         for _ in reader.rows():
             pass
 
@@ -220,11 +220,127 @@ def test_corrupt_zip_member_fails_while_reading(shared_data: Path, tmp_path: Pat
     data = bytearray(buf.getvalue())
     data[len(data) // 2] ^= 0xFF  # flip one byte inside the deflate stream
     path = write(tmp_path, bytes(data), "flipped.zip")
-    with pytest.raises(ParseError), ListReader(path) as reader:
+    with pytest.raises(ParseError), ListFile(path) as reader:
         for _ in reader.rows():
             pass
 
 
 def test_missing_file_is_a_parse_error(tmp_path: Path) -> None:
-    with pytest.raises(ParseError, match="cannot open"), ListReader(tmp_path / "nope.csv"):
+    with pytest.raises(ParseError, match="cannot open"), ListFile(tmp_path / "nope.csv"):
+        pass
+
+
+# -- ingest safety: one bad row is one dead letter, decoding never guesses -----------------
+
+
+def nse_lines(shared_data: Path) -> list[str]:
+    return (shared_data / "nse_EQUITY_L.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def test_a_stray_quote_is_one_bad_row_and_reading_resumes(shared_data: Path, tmp_path: Path) -> None:
+    lines = nse_lines(shared_data)
+    # a real row (line 101) with an unmatched quote opening its company name
+    fields = lines[100].split(",")
+    fields[1] = '"' + fields[1]
+    lines[100] = ",".join(fields)
+    _reader, rows = read_all(write(tmp_path, "".join(lines)))
+    bad = [r for r in rows if isinstance(r, BadRow)]
+    assert [(b.line, b.error) for b in bad] == [(101, RowError.MALFORMED_ROW)]
+    assert "unmatched quote" in bad[0].reason
+    good = [r for r in rows if isinstance(r, Row)]
+    assert len(good) == 2387 - 1
+    assert [r.line for r in good][98:100] == [100, 102]  # the row after it is read on its own line
+
+
+def test_a_quoted_field_over_two_lines_is_one_row_when_it_fits(tmp_path: Path) -> None:
+    text = 'Name,ISIN,Status\n"Apple\nInc.",US0378331005,ACTIVE\nSiemens,DE0007236101,ACTIVE\n'
+    _, rows = read_all(write(tmp_path, text))
+    assert [(r.line, r.isin, r.attributes) for r in rows if isinstance(r, Row)] == [
+        (3, "US0378331005", {"name": "Apple\nInc.", "status": "ACTIVE"}),
+        (4, "DE0007236101", {"name": "Siemens", "status": "ACTIVE"}),
+    ]
+
+
+def test_an_overlong_line_is_one_bad_row(shared_data: Path, tmp_path: Path) -> None:
+    lines = nse_lines(shared_data)
+    fields = lines[9].rstrip("\n").split(",")
+    fields[1] = "X" * (2 * 1024 * 1024)  # a 2 MB company name
+    lines[9] = ",".join(fields) + "\n"
+    _, rows = read_all(write(tmp_path, "".join(lines)))
+    bad = [r for r in rows if isinstance(r, BadRow)]
+    assert [(b.line, b.error) for b in bad] == [(10, RowError.MALFORMED_ROW)]
+    assert "longer than" in bad[0].reason and len(bad[0].raw) < 1000
+    assert len([r for r in rows if isinstance(r, Row)]) == 2386
+
+
+def test_a_late_cp1252_quote_is_decoded_not_replaced(shared_data: Path, tmp_path: Path) -> None:
+    # The real BSE list re-encoded to cp1252 (it has curly quotes, dashes and a no-break space):
+    # no real legacy-encoded list was found, so a real list is converted.
+    text = (shared_data / "bse_Equity.csv").read_text(encoding="utf-8")
+    reader, rows = read_all(write(tmp_path, text.encode("cp1252"), "bse-cp1252.csv"))
+    assert reader.detected.encoding == "cp1252"
+    _, originals = read_all(shared_data / "bse_Equity.csv")
+    assert [(r.isin, r.attributes) for r in rows if isinstance(r, Row)] == [
+        (r.isin, r.attributes) for r in originals if isinstance(r, Row)
+    ]
+    assert not any(
+        "\x80" <= ch <= "\x9f" for r in rows if isinstance(r, Row) for v in r.attributes.values() for ch in v
+    )
+
+
+def test_cp1251_with_semicolons(shared_data: Path, tmp_path: Path) -> None:
+    # The real Xetra list (';', two preamble lines) re-encoded to cp1251 with a Cyrillic issuer
+    # name put into the last row: no real cp1251 list was found, so a real list is converted.
+    lines = (shared_data / "xetra_t7-xetr-allTradableInstruments_20190418.csv").read_text().splitlines()
+    cells = lines[-1].split(";")
+    cells[2] = "Газпром ПАО"
+    lines[-1] = ";".join(cells)
+    reader, rows = read_all(write(tmp_path, ("\n".join(lines) + "\n").encode("cp1251"), "xetra-cp1251.csv"))
+    assert reader.detected.encoding == "cp1251" and reader.detected.details["header_row"] == 3
+    good = [r for r in rows if isinstance(r, Row)]
+    assert len(good) == 2577 and good[-1].attributes["instrument"] == "Газпром ПАО"
+
+
+def test_bytes_that_do_not_decode_fail_with_their_line(shared_data: Path, tmp_path: Path) -> None:
+    data = (shared_data / "nse_EQUITY_L.csv").read_bytes().replace(b"20MICRONS", b"20MICR\xffNS")
+    with (
+        pytest.raises(ParseError, match=r"line 2 does not decode"),
+        ListFile(write(tmp_path, data), ReadHints(encoding="utf-8")),
+    ):
+        pass
+
+
+def test_two_isin_columns_fail_naming_both_and_a_hint_chooses(shared_data: Path) -> None:
+    amfi = shared_data / "formats" / "amfi_NAVAll_2025.txt"
+    with pytest.raises(ParseError, match=r"'ISIN Div Payout/ ISIN Growth' \(column 2\) and 'ISIN Div Reinvestment'"):
+        read_all(amfi)
+    with ListFile(amfi, ReadHints(column="ISIN Div Reinvestment")) as reader:
+        rows = list(reader.rows())
+    assert reader.detected.weakest is ColumnBy.CONFIGURED
+    assert reader.detected.details["section_lines"] > 1000  # fund-house and category headings
+    assert not [r for r in rows if isinstance(r, BadRow)]
+
+
+def test_the_isin_column_is_chosen_by_content_not_by_letters(tmp_path: Path) -> None:
+    # "Advertising" contains the letters i-s-i-n; the ISINs are in "Code".
+    reader, _rows = read_all(write(tmp_path, "Advertising,Code\nyes,US0378331005\nno,DE0007236101\n"))
+    assert reader.detected.column_identity == "Code" and reader.detected.weakest is ColumnBy.CONTENT
+    # only an underlying ISIN column left: read, but named as such, so a run can compare it
+    reader, _ = read_all(write(tmp_path, "Name,Underlying ISIN\nx,US0378331005\ny,DE0007236101\n", "u.csv"))
+    assert reader.detected.column_identity == "Underlying ISIN" and reader.detected.weakest is ColumnBy.NAMED
+
+
+def test_fixed_width_cp949_records(shared_data: Path) -> None:
+    reader, rows = read_all(shared_data / "formats" / "kis_konex_code.mst")
+    assert reader.detected.format == "fixed" and reader.detected.encoding == "cp949"
+    assert reader.detected.details["isin_at"] == "10:21"
+    good = [r for r in rows if isinstance(r, Row)]
+    assert len({r.isin for r in good}) == 119
+    first = good[0]
+    assert first.attributes["field_1"] == "012210" and "삼미금속" in first.attributes["field_2"]
+
+
+def test_a_page_with_isin_in_its_text_is_not_a_list(tmp_path: Path) -> None:
+    page = b"<html><head><title>Login</title></head><body><p>Download the ISIN, LEI and more</p></body></html>"
+    with pytest.raises(ParseError, match="no header with an ISIN column"), ListFile(write(tmp_path, page, "x.csv")):
         pass
