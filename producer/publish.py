@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from core.errors import BrokerError, PublishError
+from core.kafka.errors import kafka_error
+from core.kafka.producing import Headers, produce, produce_batch
 from producer.settings import ProducerSettings
 
 logger = logging.getLogger(__name__)
 
-Headers = Sequence[tuple[str, bytes]]
 POLL_EVERY = 1000
 BROKERS_DOWN_GRACE_S = 10.0
 ERROR_LOG_EVERY_S = 30.0
@@ -97,7 +98,7 @@ class Publisher:
         try:
             md = self._producer.list_topics(self._raw_topic, timeout=timeout)
         except KafkaException as exc:
-            raise BrokerError(f"cannot reach Kafka at {self._settings.kafka_bootstrap_servers}: {exc.args[0]}") from exc
+            raise kafka_error(exc, self._settings.kafka_bootstrap_servers, "connecting the run's producer") from exc
         topic = md.topics.get(self._raw_topic)
         if topic is None or topic.error is not None or not topic.partitions:
             raise BrokerError(f"topic {self._raw_topic} does not exist on {self._settings.kafka_bootstrap_servers}")
@@ -108,7 +109,9 @@ class Publisher:
                 self._producer.init_transactions(timeout)
                 self._producer.begin_transaction()
             except KafkaException as exc:
-                raise BrokerError(f"cannot start the run's transaction {transactional_id}: {exc.args[0]}") from exc
+                raise kafka_error(
+                    exc, self._settings.kafka_bootstrap_servers, f"starting the run's transaction {transactional_id}"
+                ) from exc
             self._transactional = True
         return count
 
@@ -186,44 +189,17 @@ class Publisher:
         headers: Headers | None = None,
         partition: int | None = None,
     ) -> None:
-        producer = self.producer
-        kwargs: dict[str, Any] = {"headers": headers} if headers else {}
-        if partition is not None:
-            kwargs["partition"] = partition
-        while True:
-            try:
-                producer.produce(topic, value, key, **kwargs)
-                break
-            except BufferError:
-                # librdkafka's queue is full: serve deliveries until there is room.
-                producer.poll(0.05)
-                self._check_health()
+        produce(self.producer, topic, value, key, partition=partition, headers=headers, check=self._check_health)
         self._since_poll += 1
         if self._since_poll >= POLL_EVERY:
             self._since_poll = 0
-            producer.poll(0)
+            self.producer.poll(0)
             self._check_health()
 
     def send_batch(self, topic: str, messages: list[dict[str, Any]]) -> None:
-        """Queue ``[{"key": ..., "value": ...}, ...]`` (no headers) with one call.
-
-        ``produce_batch`` queues what fits; the rest carry an ``_error`` (queue full) and are
-        queued again once deliveries made room.
-        """
+        """Queue ``[{"key": ..., "value": ...}, ...]`` (no headers) with one call."""
         producer = self.producer
-        pending = messages
-        while pending:
-            queued = producer.produce_batch(topic, pending)
-            if queued == len(pending):
-                break
-            failed = [m for m in pending if "_error" in m]
-            for m in failed:
-                err = m.pop("_error")
-                if err.code() != KafkaError._QUEUE_FULL:
-                    raise PublishError(f"cannot queue a record for {topic}: {err.str()}")
-            producer.poll(0.05)
-            self._check_health()
-            pending = failed
+        produce_batch(producer, topic, messages, check=self._check_health)
         producer.poll(0)
         self._check_health()
 

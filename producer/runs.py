@@ -12,16 +12,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from core.errors import BrokerError, PublishError
+from core.errors import PublishError
 from core.kafka import KafkaSettings
+from core.kafka.errors import kafka_error
+from core.kafka.producing import produce
+from core.kafka.ranges import Tail
 from producer.download import Validators
 from producer.schedule import parse_slot, slot_key
 from schemas import RUN_RECORD, Serde, SerializationError
@@ -128,54 +130,29 @@ class RunLog:
         self._settings = settings
         self._serde = serde
         self._topic = settings.topic_runs
-        self._consumer: Consumer | None = None
+        self._tail = Tail(settings.confluent_config(), settings.topic_runs, f"{settings.kafka_client_id}-runs")
         self.records: list[RunInfo] = []
 
-    def _open(self) -> Consumer:
-        if self._consumer is None:
-            consumer = Consumer(
-                {
-                    **self._settings.confluent_config(),
-                    "group.id": f"{self._settings.kafka_client_id}-runs",
-                    "enable.auto.commit": False,
-                    "fetch.wait.max.ms": 20,
-                    "fetch.queue.backoff.ms": 20,
-                }
-            )
-            consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
-            self._consumer = consumer
-        return self._consumer
-
     def refresh(self, timeout: float = 30.0) -> RunLog:
-        consumer = self._open()
-        tp = TopicPartition(self._topic, 0)
         try:
-            _low, end = consumer.get_watermark_offsets(tp, timeout=self._settings.kafka_connect_timeout_s)
+            messages = self._tail.read(timeout, self._settings.kafka_connect_timeout_s)
         except KafkaException as exc:
-            raise BrokerError(f"cannot read the runs topic {self._topic}: {exc.args[0]}") from exc
-        deadline = time.monotonic() + timeout
-        while True:
-            for msg in consumer.consume(500, timeout=0.05):
-                value = msg.value()
-                if msg.error() is not None or value is None:
-                    continue
-                try:
-                    decoded = self._serde.decode(value)
-                except SerializationError as exc:
-                    logger.warning("runs topic offset %s: %s", msg.offset(), exc)
-                    continue
-                if decoded.schema is RUN_RECORD:
-                    self.records.append(RunInfo.from_record(decoded.record, msg.offset() or 0))
-            (position,) = consumer.position([tp])
-            if position.offset >= end or (end == 0 and position.offset < 0):
-                return self
-            if time.monotonic() > deadline:
-                raise BrokerError(f"the runs topic {self._topic} did not reach offset {end} within {timeout:.0f}s")
+            raise kafka_error(exc, self._settings.kafka_bootstrap_servers, f"reading {self._topic}") from exc
+        for msg in messages:
+            value = msg.value()
+            if value is None:
+                continue
+            try:
+                decoded = self._serde.decode(value)
+            except SerializationError as exc:
+                logger.warning("runs topic offset %s: %s", msg.offset(), exc)
+                continue
+            if decoded.schema is RUN_RECORD:
+                self.records.append(RunInfo.from_record(decoded.record, msg.offset() or 0))
+        return self
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        self._tail.close()
 
     def for_slot(self, source: str, slot: datetime) -> list[RunInfo]:
         key = slot_key(slot)
@@ -208,6 +185,34 @@ class RunLog:
             return Validators(sha256=last.content_sha256)
         return Validators(etag=last.etag, last_modified=last.last_modified, sha256=last.content_sha256)
 
+    # -- per-source queries: the scheduler fleet's metrics and ``isin-pipeline runs`` ------------
+
+    def sources(self) -> list[str]:
+        """Every source with a run record, sorted."""
+        return sorted({r.source for r in self.records})
+
+    def last_run(self, source: str) -> RunInfo | None:
+        """The last record of the source's latest run (RUNNING while it runs)."""
+        runs = self.history(source)
+        return runs[-1] if runs else None
+
+    def last_ok(self, source: str) -> RunInfo | None:
+        """The source's last SUCCEEDED or UNCHANGED run: when its list was last known current."""
+        ok = [r for r in self.records if r.source == source and r.status in ("SUCCEEDED", "UNCHANGED")]
+        return max(ok, key=lambda r: (r.finished_at or r.started_at, r.offset)) if ok else None
+
+    def health(self, source: str) -> tuple[RunInfo | None, RunInfo | None, int]:
+        """The source's last final run, its last success, and the ISINs that final run deleted
+        (at least: the fall in distinct ISINs since the success before it, if it succeeded)."""
+        finals = [r for r in self.history(source) if r.final]
+        last = finals[-1] if finals else None
+        deleted = 0
+        if last is not None and last.status == "SUCCEEDED":
+            before = [r for r in finals[:-1] if r.status == "SUCCEEDED"]
+            if before:
+                deleted = max(0, (before[-1].distinct or before[-1].valid) - (last.distinct or last.valid))
+        return last, self.last_ok(source), deleted
+
 
 class RunWriter:
     """Writes RUNNING, UNCHANGED and FAILED records, outside any run transaction."""
@@ -234,8 +239,13 @@ class RunWriter:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             result["err"], result["offset"] = err, msg.offset()
 
-        self._producer.produce(
-            self._topic, self.encode(run), run_key(run.source, run.slot_at), partition=0, on_delivery=on_delivery
+        produce(
+            self._producer,
+            self._topic,
+            self.encode(run),
+            run_key(run.source, run.slot_at),
+            partition=0,
+            on_delivery=on_delivery,
         )
         if self._producer.flush(timeout) or result.get("err") is not None or "offset" not in result:
             raise PublishError(f"cannot write the {run.status} record of run {run.run_id}: {result.get('err')}")

@@ -13,10 +13,9 @@ from typing import Any
 from faust.types import TP
 
 from schemas import make_serde
-from stream_app.batching import BatchingApp
 from stream_app.context import StreamContext
 from stream_app.dedup import Dedup
-from stream_app.faust_adapter import forbid_auto_create_topics, table_offsets, wipe_if_ahead
+from stream_app.faust_adapter import BatchingApp, forbid_auto_create_topics, table_offsets, wipe_if_ahead
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.reindex import RawRangeReader

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import Serde
@@ -26,3 +27,5 @@ class StreamContext:
     output: OutputWriter
     seen: SeenIndex
     metrics: StreamMetrics
+    table_counts: Callable[[], dict[int, int]] = field(default=dict)
+    """Records per partition this worker owns (set by the web module: kept without RocksDB walks)."""

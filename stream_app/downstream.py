@@ -16,8 +16,9 @@ from rich.table import Table
 from core.console import table_console
 from core.errors import ConfigError
 from core.kafka import KafkaSettings
-from schemas import jsonable
+from schemas import CURRENT_RECORD, jsonable
 from stream_app.client import Item, TopicReader, current_set
+from stream_app.records import record_json
 
 TOPICS = ("current", "raw", "dlq", "runs")
 
@@ -56,6 +57,8 @@ def parse_timestamp(text: str) -> datetime:
 
 
 def item_json(item: Item) -> dict[str, Any]:
+    """A record of any topic as JSON; a current record in its one JSON form (``record_json``)."""
+    value = record_json(item.record) if item.record is not None and item.schema == CURRENT_RECORD.name else None
     return {
         "topic": item.topic,
         "partition": item.partition,
@@ -63,7 +66,7 @@ def item_json(item: Item) -> dict[str, Any]:
         "timestamp": datetime.fromtimestamp(item.timestamp_ms / 1000, UTC).isoformat(timespec="milliseconds"),
         "key": item.key,
         "schema": item.schema,
-        "value": jsonable(item.record),
+        "value": value if value is not None else jsonable(item.record),
         "headers": item.headers,
         **({"error": item.error} if item.error else {}),
     }
@@ -191,7 +194,7 @@ def _summary(item: Item) -> str:
 def cmd_snapshot(args: argparse.Namespace) -> int:
     settings = KafkaSettings()
     records = current_set(settings)
-    lines = (json.dumps(jsonable(records[isin]), ensure_ascii=False, sort_keys=True) + "\n" for isin in sorted(records))
+    lines = (json.dumps(record_json(records[isin]), ensure_ascii=False) + "\n" for isin in sorted(records))
     if str(args.out) == "-":
         sys.stdout.writelines(lines)
         return 0

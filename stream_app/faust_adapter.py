@@ -1,17 +1,38 @@
-"""Where the stream app relies on Faust's and aiokafka's internals: here, and pinned by tests.
+"""Where the stream app relies on Faust's and aiokafka's internals: only here, and pinned by tests.
 
-Each function says what it relies on; ``tests/unit/test_faust_contract.py`` checks that the
-installed versions still have it, so that an upgrade fails a test, not a production run.
+Faust's per-event machinery, not Kafka, is the ceiling of a worker (see the README's
+Performance section), so the worker's consumer hands the raw topic's records to the dedup loop
+a fetch at a time (``BatchingConsumer``), writes the table's RocksDB directly
+(``partition_db``), and checks end offsets against a fetch. Each private member used says
+below what it relies on; ``tests/unit/test_faust_contract.py`` checks that the installed
+Faust and aiokafka still have it (it exists, its signature, the behaviour relied on), so that
+an upgrade fails a test rather than a production run. Faust is pinned below 0.16: 0.15.3 is
+the newest release, and it passes those tests.
+
+What the batching consumer keeps from Faust: group membership, Faust's partition assignor
+(which co-partitions the raw topic with the table's changelog), table recovery and standbys,
+offset commits, rebalance flow control and the web server. What it changes: records of the
+topics registered in ``app.batch_handlers`` are handed, as fetched, one list per partition, to
+an async handler; offsets are committed through Faust's commit loop, only up to what a handler
+has returned from. Every other topic (Faust's own, the changelog during recovery) goes through
+Faust's usual path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from core.kafka.offsets import verified_end_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +107,214 @@ def wipe_if_ahead(state_dir: Path, applied: Mapping[int, int], ends: Mapping[int
         else:
             child.unlink()
     return True
+
+
+def partition_db(store: Any, partition: int) -> Any:
+    """The RocksDB (a rocksdict ``Rdict``) of one partition of a Faust RocksDB store.
+
+    Relies on: ``faust.stores.rocksdb.Store._db_for_partition(partition)``, which opens the
+    partition's database on first use and caches it. The dedup loop reads and writes it a batch
+    at a time, with the changelog offset under ``Store.offset_key``.
+    """
+    return store._db_for_partition(partition)
+
+
+# -- the batching consumer -----------------------------------------------------------------
+
+BatchHandler = Callable[[TP, list[Any]], Awaitable[None]]
+
+
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust reads committed transactions only in its exactly-once mode; a producer run is one
+    transaction, so the raw topic must be read ``read_committed`` (an aborted run is invisible)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        # Relies on: Faust's AIOKafkaConsumerThread._create_worker_consumer(transport) building the
+        # AIOKafkaConsumer, and aiokafka reading its _isolation_level when the consumer starts
+        # (Faust passes read_uncommitted outside its exactly-once mode, with no setting for it).
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
+class BatchingConsumer(faust_aiokafka.Consumer):
+    # Faust's lifecycle lines keep Faust's logger names (quiet unless LOG_LEVEL=DEBUG).
+    logger = logging.getLogger("faust.transport.consumer")
+    _n_acked: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch_next: dict[TP, int] = {}
+        self._batch_lock: asyncio.Lock | None = None
+
+    def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
+        # Relies on: Faust's Consumer._new_consumer_thread() building its consumer thread.
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    @property
+    def _handlers(self) -> Mapping[str, BatchHandler]:
+        return getattr(self.app, "batch_handlers", {})
+
+    def _lock(self) -> asyncio.Lock:
+        if self._batch_lock is None:
+            self._batch_lock = asyncio.Lock()
+        return self._batch_lock
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by integration tests
+        # Relies on (Faust's Consumer): _drain_messages(fetcher) being the fetch loop it runs;
+        # _wait_next_records(timeout) -> (records by TP, active partitions or None); the state
+        # it keeps per partition: _read_offset (next offset to deliver), _acked (read by the
+        # commit loop), _n_acked and _commit_every, _buffered_partitions; and a fetcher (a
+        # mode.Service) whose _stopped event says it stopped. Our _drain_messages is Faust's
+        # own, with the handler call for batch topics added.
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        read_offset = self._read_offset
+        handlers = self._handlers
+        commit_every = self._commit_every
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                records, active = await self._wait_next_records(1.0)
+                await asyncio.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                generation = self.app.consumer_generation_id
+                for tp, batch in records.items():
+                    if not self.flow_active or self.app.consumer_generation_id != generation:
+                        break
+                    if active is not None and tp not in active and tp not in self._buffered_partitions:
+                        continue
+                    # Faust's read offset is the lowest offset still to deliver (a seek sets it to
+                    # the committed offset); records below it were delivered already.
+                    r_offset = read_offset[tp]
+                    if r_offset is not None:
+                        batch = [r for r in batch if r.offset >= r_offset]
+                    if not batch:
+                        continue
+                    handler = handlers.get(tp.topic)
+                    if handler is None:
+                        await self._deliver_one_by_one(tp, batch)
+                        continue
+                    async with self._lock():
+                        if not self.flow_active:
+                            break
+                        await handler(tp, batch)
+                    last = batch[-1].offset
+                    read_offset[tp] = last + 1
+                    self._batch_next[tp] = last + 1
+                    self._acked[tp]  # registers tp for Faust's commit loop
+                    self._n_acked += len(batch)
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                logger.info("broker stopped consumer, shutting down")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            logger.exception("drain messages raised: %r", exc)
+            raise
+
+    async def _deliver_one_by_one(self, tp: TP, batch: list[Any]) -> None:
+        """Faust's own per-message delivery, as in ``Consumer._drain_messages``.
+
+        Relies on: Consumer._add_gap(tp, offset_from, offset_to) and _to_message(tp, record)."""
+        callback = self.callback
+        read_offset = self._read_offset
+        generation = self.app.consumer_generation_id
+        for record in batch:
+            if not self.flow_active or self.app.consumer_generation_id != generation:
+                return
+            offset = record.offset
+            r_offset = read_offset[tp]
+            if r_offset is not None and offset - r_offset > 1 and self.app.topics.acks_enabled_for(tp.topic):
+                await self._add_gap(tp, r_offset + 1, offset)
+            if self._commit_every is not None and self._n_acked >= self._commit_every:
+                self._n_acked = 0
+                await self.commit()
+            await self.wait_first(callback(self._to_message(tp, record)), self.suspend_flow.wait())
+            read_offset[tp] = offset
+
+    def lag(self, topic: str) -> dict[int, int]:
+        """Records of ``topic`` not yet handed to a handler, per assigned partition.
+
+        High watermark from the last fetch (right on every broker) minus the fetch position,
+        which, unlike the last processed offset, steps over transaction markers.
+        """
+        # Relies on: the consumer thread's _ensure_consumer() (the AIOKafkaConsumer), aiokafka's
+        # consumer._subscription.subscription.assignment.state_value(tp) with .position and
+        # .has_valid_position, and the public consumer.highwater(tp).
+        out: dict[int, int] = {}
+        try:
+            consumer = self._thread._ensure_consumer()
+            assignment = consumer._subscription.subscription.assignment
+        except Exception:  # not started, or rebalancing: nothing to report
+            return out
+        for tp in list(self.assignment()):
+            if tp.topic != topic:
+                continue
+            try:
+                high = consumer.highwater(tp)
+                state = assignment.state_value(tp)
+                position = state.position if state is not None and state.has_valid_position else None
+            except Exception:  # noqa: S112 - a partition being revoked: skip it
+                continue
+            if high is not None and position is not None:
+                out[tp.partition] = max(0, int(high) - int(position))
+        return out
+
+    def _new_offset(self, tp: TP) -> int | None:
+        # Relies on: Faust's commit loop asking _new_offset(tp) for the offset to commit of tp.
+        if tp.topic in self._handlers:
+            return self._batch_next.pop(tp, None)
+        return super()._new_offset(tp)  # type: ignore[no-any-return]
+
+    async def wait_empty(self) -> None:
+        """Rebalance and shutdown wait here until the batch in flight is done."""
+        async with self._lock():
+            pass
+        await super().wait_empty()
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        reported: Mapping[TP, int] = await super().highwaters(*partitions)
+        conf = getattr(self.app, "end_offset_check_conf", None)
+        if not conf or not reported:
+            return reported
+        loop = asyncio.get_running_loop()
+        keyed = {(tp.topic, tp.partition): off for tp, off in reported.items() if off is not None}
+        fixed = await loop.run_in_executor(None, verified_end_offsets, conf, keyed)
+        return {tp: fixed.get((tp.topic, tp.partition), off) for tp, off in reported.items()}
+
+
+class BatchingTransport(faust_aiokafka.Transport):
+    Consumer = BatchingConsumer
+
+
+class BatchingApp(faust.App):
+    """faust.App whose consumer hands registered topics to batch handlers."""
+
+    logger = logging.getLogger("faust.app.base")
+
+    batch_handlers: dict[str, BatchHandler]
+    end_offset_check_conf: dict[str, Any] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers = {}
+
+    def _new_transport(self) -> Any:
+        # Relies on: faust.App._new_transport() building the transport, whose Consumer class
+        # attribute is the consumer it creates.
+        return BatchingTransport(self.conf.broker_consumer, self)
+
+    def batch_topic(self, topic: Any, handler: BatchHandler) -> None:
+        """Subscribe to ``topic`` (a faust Topic) and hand its records to ``handler`` in batches."""
+        for name in topic.topics:
+            self.batch_handlers[name] = handler
+        self.topics.add(topic)

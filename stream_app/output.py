@@ -16,6 +16,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from core.kafka.producing import produce
+
 logger = logging.getLogger(__name__)
 
 
@@ -66,22 +68,10 @@ class OutputWriter:
         """A raw record the worker could not process, to the dead-letter topic (flushed with the batch)."""
         if self._dlq_topic is None:
             return
-        producer = self.producer
-        while True:
-            try:
-                producer.produce(self._dlq_topic, value, key)
-                return
-            except BufferError:
-                producer.poll(0.05)
+        produce(self.producer, self._dlq_topic, value, key)
 
     def send(self, partition: int, key: bytes, value: bytes | None) -> None:
-        producer = self.producer
-        while True:
-            try:
-                producer.produce(self._topic, value, key, partition=partition)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(self.producer, self._topic, value, key, partition=partition)
         self.sent += 1
 
     async def flush(self) -> dict[int, int]:

@@ -28,12 +28,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, Producer
 from confluent_kafka.admin import AdminClient
 
-from core.errors import BrokerError, PublishError
+from core.errors import PublishError
 from core.kafka import header_pairs, partition_for
 from core.kafka.offsets import end_offsets
+from core.kafka.producing import produce
+from core.kafka.ranges import read_ranges
 from schemas import make_serde
 from stream_app.client import TopicReader, current_set
 from stream_app.dedup import Dedup
@@ -152,43 +154,15 @@ def _content(record: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _raw_batches(conf: dict[str, Any], topic: str, ends: dict[int, int]) -> Iterator[tuple[int, list[RecordView]]]:
     """The raw topic from the beginning to ``ends``, as (partition, records in offset order)."""
-    todo = {p for p, end in ends.items() if end > 0}
-    if not todo:
-        return
-    consumer = Consumer(
-        {**conf, "group.id": "isin-pipeline-rebuild", "enable.auto.commit": False, "fetch.queue.backoff.ms": 50}
-    )
-    try:
-        consumer.assign([TopicPartition(topic, p, -2) for p in todo])  # -2: OFFSET_BEGINNING
-        idle_since = time.monotonic()
-        while todo:
-            messages = consumer.consume(10_000, timeout=0.5)
-            if not messages:
-                if time.monotonic() - idle_since > 60:
-                    raise BrokerError(f"rebuild: no progress reading {topic} for 60s; left: {sorted(todo)}")
-                for tp in consumer.position([TopicPartition(topic, p) for p in todo]):
-                    if tp.offset >= ends[tp.partition]:
-                        todo.discard(tp.partition)
-                continue
-            idle_since = time.monotonic()
-            by_partition: dict[int, list[RecordView]] = {}
-            for msg in messages:
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        logger.warning("reading %s: %s", topic, err.str())
-                    continue
-                partition, offset = msg.partition(), msg.offset()
-                assert partition is not None and offset is not None
-                if partition not in todo or offset >= ends[partition]:
-                    continue
-                view = RecordView(offset, msg.key(), msg.value(), header_pairs(msg.headers()))
-                by_partition.setdefault(partition, []).append(view)
-                if offset + 1 >= ends[partition]:
-                    todo.discard(partition)
-            yield from by_partition.items()
-    finally:
-        consumer.close()
+    start = {p: OFFSET_BEGINNING for p in ends}
+    for batch in read_ranges(conf, topic, start, ends, group="isin-pipeline-rebuild", idle_timeout=60):
+        by_partition: dict[int, list[RecordView]] = {}
+        for msg in batch:
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None and offset is not None
+            view = RecordView(offset, msg.key(), msg.value(), header_pairs(msg.headers()))
+            by_partition.setdefault(partition, []).append(view)
+        yield from by_partition.items()
 
 
 def _write(settings: StreamSettings, changes: list[tuple[int, bytes, bytes | None]]) -> None:
@@ -202,12 +176,7 @@ def _write(settings: StreamSettings, changes: list[tuple[int, bytes, bytes | Non
 
     producer = Producer({**settings.output_producer_config(), "client.id": f"{settings.app_id}-rebuild"})
     for partition, key, value in changes:
-        while True:
-            try:
-                producer.produce(settings.topic_current, value, key, partition=partition, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(producer, settings.topic_current, value, key, partition=partition, on_delivery=on_delivery)
     remaining = producer.flush(settings.output_flush_timeout_s)
     if remaining or failures:
         raise PublishError(f"rebuild: {remaining} records unacknowledged, {len(failures)} failed: {failures[:1]}")

@@ -77,8 +77,12 @@ def _record(isin: str, country: str, listings: list[Record], change: str, at_ms:
     }
 
 
-def to_json(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A record as JSON-ready data: timestamps as ISO-8601 strings, the hash index left out."""
+def record_json(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The one JSON form of a current record: the HTTP API, ``snapshot`` and ``tail`` all use it.
+
+    Timestamps as ISO-8601 UTC strings, the hash index (``listing_hashes``) left out; its JSON
+    Schema is ``schemas/current_record.schema.json``.
+    """
     out: dict[str, Any] = {}
     for key, value in record.items():
         if key == "listing_hashes":

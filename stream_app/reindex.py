@@ -13,8 +13,10 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import TopicPartition
 
+from core.errors import BrokerError
+from core.kafka.ranges import read_ranges, reading_consumer
 from schemas import SerializationError
 from schemas.fastpath import leading_strings
 
@@ -35,47 +37,28 @@ class RawRangeReader:
         """Keys of ``run_id``'s events in ``[first, end)``, or None if that range is not complete."""
         started = time.monotonic()
         run = run_id.encode()
-        consumer = Consumer(
-            {
-                **self._conf,
-                "group.id": "isin-pipeline-reindex",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.queue.backoff.ms": 50,
-            }
-        )
+        consumer = reading_consumer(self._conf, "isin-pipeline-reindex")
         try:
             watermarks = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), timeout=10)
-            low = watermarks[0] if watermarks else 0
-            if low > first:
-                logger.warning(
-                    "raw partition %d starts at offset %d, after the run's first event %d", partition, low, first
-                )
-                return None
-            consumer.assign([TopicPartition(self._topic, partition, first)])
-            keys: list[bytes] = []
-            deadline = started + self._timeout
-            while time.monotonic() < deadline:
-                for msg in consumer.consume(10_000, timeout=0.5):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            logger.warning(
-                                "raw partition %d ended at %d before the marker at %d", partition, msg.offset(), end
-                            )
-                            return None
-                        logger.warning("re-reading raw partition %d: %s", partition, err.str())
-                        continue
-                    offset = msg.offset()
-                    if offset is None or offset >= end:
-                        logger.info(
-                            "re-read %d keys of run %s in partition %d in %.1fs",
-                            len(keys),
-                            run_id,
-                            partition,
-                            time.monotonic() - started,
-                        )
-                        return keys
+        finally:
+            consumer.close()
+        low = watermarks[0] if watermarks else 0
+        if low > first:
+            logger.warning(
+                "raw partition %d starts at offset %d, after the run's first event %d", partition, low, first
+            )
+            return None
+        keys: list[bytes] = []
+        try:
+            for batch in read_ranges(
+                self._conf,
+                self._topic,
+                {partition: first},
+                {partition: end},
+                group="isin-pipeline-reindex",
+                idle_timeout=self._timeout,
+            ):
+                for msg in batch:
                     key, value = msg.key(), msg.value()
                     if key is None or value is None:
                         continue
@@ -84,7 +67,14 @@ class RawRangeReader:
                             keys.append(key)
                     except (IndexError, SerializationError):
                         continue
-            logger.error("re-reading raw partition %d timed out after %.0fs", partition, self._timeout)
+        except BrokerError as exc:
+            logger.error("re-reading raw partition %d from %d to %d failed: %s", partition, first, end, exc)
             return None
-        finally:
-            consumer.close()
+        logger.info(
+            "re-read %d keys of run %s in partition %d in %.1fs",
+            len(keys),
+            run_id,
+            partition,
+            time.monotonic() - started,
+        )
+        return keys

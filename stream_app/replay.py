@@ -19,6 +19,7 @@ from rich.table import Table
 from core.console import table_console
 from core.errors import BrokerError, ConfigError, PipelineError
 from core.kafka import KafkaSettings
+from core.kafka.errors import kafka_error
 from core.kafka.offsets import end_offsets, offsets_for_timestamp
 from stream_app.client import TopicReader
 from stream_app.downstream import parse_offsets, parse_timestamp, topic_name
@@ -37,7 +38,7 @@ def group_state(admin: AdminClient, group: str) -> tuple[str, int]:
     try:
         desc = admin.describe_consumer_groups([group])[group].result()
     except KafkaException as exc:
-        raise BrokerError(f"cannot describe consumer group {group}: {exc.args[0]}") from exc
+        raise kafka_error(exc, None, f"describing consumer group {group}") from exc
     state = getattr(desc.state, "name", str(desc.state)).upper()
     return state, len(desc.members or [])
 
@@ -66,7 +67,7 @@ def committed(admin: AdminClient, group: str, topic: str, partitions: list[int])
     try:
         result = admin.list_consumer_group_offsets([request])[group].result()
     except KafkaException as exc:
-        raise BrokerError(f"cannot read the offsets of group {group}: {exc.args[0]}") from exc
+        raise kafka_error(exc, None, f"reading the offsets of group {group}") from exc
     return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in result.topic_partitions}
 
 
@@ -75,7 +76,7 @@ def set_offsets(admin: AdminClient, group: str, topic: str, offsets: Mapping[int
     try:
         admin.alter_consumer_group_offsets([request])[group].result()
     except KafkaException as exc:
-        raise BrokerError(f"cannot set the offsets of group {group}: {exc.args[0]}") from exc
+        raise kafka_error(exc, None, f"setting the offsets of group {group}") from exc
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

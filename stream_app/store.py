@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from rocksdict import Options, Rdict, WriteBatch
 
+from stream_app.faust_adapter import partition_db
+
 
 class TableStore(Protocol):
     def get(self, partition: int, key: bytes) -> bytes | None: ...
@@ -114,7 +116,7 @@ class FaustTableStore(_RdictReads):
         return self._table.data
 
     def _db(self, partition: int) -> Any:
-        return self._store._db_for_partition(partition)
+        return partition_db(self._store, partition)
 
     @property
     def offset_key(self) -> bytes:

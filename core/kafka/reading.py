@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from core.errors import BrokerError
 from core.kafka import KafkaSettings, header_pairs
+from core.kafka.errors import kafka_error
 from core.kafka.offsets import end_offsets, offsets_for_timestamp
+from core.kafka.ranges import read_ranges, reading_consumer
 from schemas import Serde, SerializationError, make_serde
 
 logger = logging.getLogger(__name__)
@@ -45,22 +46,14 @@ class TopicReader:
         self._serde = serde or make_serde(settings.schema_registry_config())
 
     def _consumer(self) -> Consumer:
-        return Consumer(
-            {
-                **self._settings.confluent_config(),
-                "group.id": f"{self._settings.kafka_client_id}-reader",
-                "enable.auto.commit": False,
-                "fetch.queue.backoff.ms": 50,
-                "enable.partition.eof": False,
-            }
-        )
+        return reading_consumer(self._settings.confluent_config(), f"{self._settings.kafka_client_id}-reader")
 
     def partitions(self, timeout: float = 10.0) -> list[int]:
         consumer = self._consumer()
         try:
             md = consumer.list_topics(self._topic, timeout=timeout)
         except KafkaException as exc:
-            raise BrokerError(f"cannot reach Kafka at {self._settings.kafka_bootstrap_servers}: {exc.args[0]}") from exc
+            raise kafka_error(exc, self._settings.kafka_bootstrap_servers, f"listing topic {self._topic}") from exc
         finally:
             consumer.close()
         topic = md.topics.get(self._topic)
@@ -118,45 +111,11 @@ class TopicReader:
         """
         start = dict(start) if start is not None else self.start_offsets()
         ends = None if follow else self.end_offsets(sorted(start))
-        consumer = self._consumer()
-        try:
-            todo = {p for p, off in start.items() if ends is None or _before_end(off, ends[p])}
-            if not todo and ends is not None:
-                return
-            consumer.assign([TopicPartition(self._topic, p, off) for p, off in start.items()])
-            last_progress = time.monotonic()
-            while follow or todo:
-                messages = consumer.consume(1000, timeout=0.5)
-                if messages:
-                    last_progress = time.monotonic()
-                elif ends is not None:
-                    # Transaction markers take offsets but are never delivered: trust the position.
-                    for tp in consumer.position([TopicPartition(self._topic, p) for p in todo]):
-                        if tp.offset >= ends[tp.partition]:
-                            todo.discard(tp.partition)
-                if not messages and todo and not follow and time.monotonic() - last_progress > idle_timeout:
-                    raise BrokerError(
-                        f"topic {self._topic}: no progress for {idle_timeout:.0f}s before the end offsets {ends}"
-                    )
-                for msg in messages:
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() != KafkaError._PARTITION_EOF:
-                            logger.warning("reading %s: %s", self._topic, err.str())
-                        continue
-                    partition, offset = msg.partition(), msg.offset()
-                    assert partition is not None and offset is not None
-                    if ends is not None:
-                        if partition not in todo:
-                            continue
-                        if offset >= ends[partition]:
-                            todo.discard(partition)
-                            continue
-                    yield self._item(msg)
-                    if ends is not None and offset + 1 >= ends[partition]:
-                        todo.discard(partition)
-        finally:
-            consumer.close()
+        conf = self._settings.confluent_config()
+        group = f"{self._settings.kafka_client_id}-reader"
+        for batch in read_ranges(conf, self._topic, start, ends, group=group, idle_timeout=idle_timeout, batch=1000):
+            for msg in batch:
+                yield self._item(msg)
 
     def _item(self, msg: Any) -> Item:
         key = msg.key()
@@ -180,7 +139,3 @@ class TopicReader:
             headers=headers,
             error=error,
         )
-
-
-def _before_end(start: int, end: int) -> bool:
-    return end > 0 and (start < 0 or start < end)

@@ -12,6 +12,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from core.errors import BrokerError
 from core.kafka import KafkaSettings
+from core.kafka.errors import kafka_error
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def check_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: float
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka at {s.kafka_bootstrap_servers}: {exc.args[0]}") from exc
+        raise kafka_error(exc, s.kafka_bootstrap_servers, "checking the topics") from exc
     missing = [spec.name for spec in specs if spec.name not in existing or existing[spec.name].error]
     if missing:
         raise BrokerError(
@@ -100,7 +101,7 @@ def ensure_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: floa
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise BrokerError(f"cannot reach Kafka at {s.kafka_bootstrap_servers}: {exc.args[0]}") from exc
+        raise kafka_error(exc, s.kafka_bootstrap_servers, "creating the topics") from exc
     existing = metadata.topics
     for spec in specs:
         topic = existing.get(spec.name)

@@ -1,0 +1,131 @@
+"""The contract between stream_app/faust_adapter.py and the installed Faust and aiokafka.
+
+Every private member the adapter uses is checked here: that it exists, its signature, and
+where it can be shown without a broker, the behaviour the adapter relies on. An upgrade of
+either library that changes one fails here, with the member's name, instead of in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from pathlib import Path
+from typing import Any
+
+import aiokafka
+import aiokafka.client
+import pytest
+from aiokafka.protocol.metadata import MetadataRequest
+from faust.stores import rocksdb as faust_rocksdb
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode import Service
+
+from stream_app.faust_adapter import BatchingApp, BatchingConsumer, forbid_auto_create_topics, partition_db
+
+
+def params(func: Any) -> list[str]:
+    return list(inspect.signature(func).parameters)
+
+
+@pytest.mark.parametrize(
+    ("owner", "member", "expected"),
+    [
+        (faust_consumer.Consumer, "_wait_next_records", ["self", "timeout"]),
+        (faust_consumer.Consumer, "_add_gap", ["self", "tp", "offset_from", "offset_to"]),
+        (faust_consumer.Consumer, "_to_message", ["self", "tp", "record"]),
+        (faust_consumer.Consumer, "_new_offset", ["self", "tp"]),
+        (faust_consumer.Consumer, "_drain_messages", ["self", "fetcher"]),
+        (faust_consumer.Consumer, "wait_empty", ["self"]),
+        (faust_aiokafka.Consumer, "_new_consumer_thread", ["self"]),
+        (faust_aiokafka.Consumer, "highwaters", ["self", "partitions"]),
+        (faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", ["self", "transport"]),
+        (faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer", ["self"]),
+        (faust_rocksdb.Store, "_db_for_partition", ["self", "partition"]),
+        (faust_rocksdb.Store, "partition_path", ["self", "partition"]),
+        (aiokafka.AIOKafkaConsumer, "highwater", ["self", "partition"]),
+        (MetadataRequest, "__init__", ["self", "topics", "allow_auto_topic_creation"]),
+    ],
+)
+def test_the_members_the_adapter_calls_keep_their_signature(owner: type, member: str, expected: list[str]) -> None:
+    assert hasattr(owner, member), f"{owner.__module__}.{owner.__qualname__}.{member} is gone"
+    assert params(getattr(owner, member)) == expected, f"{owner.__qualname__}.{member} changed its signature"
+
+
+def test_our_overrides_are_called_by_the_code_that_calls_the_originals() -> None:
+    for name in ("_drain_messages", "_new_offset", "_new_consumer_thread", "wait_empty", "highwaters"):
+        assert getattr(BatchingConsumer, name) is not getattr(faust_aiokafka.Consumer, name), name
+    # the drain loop and the commit loop of Faust's base class still go through these names
+    source = inspect.getsource(faust_consumer)
+    calls = (
+        "consumer._drain_messages(self)",
+        "self._new_offset(tp)",
+        "self._wait_next_records(timeout)",
+        "self._thread = self._new_consumer_thread()",
+    )
+    for call in calls:
+        assert call in source, f"Faust's consumer module no longer calls {call}"
+    assert "self._new_transport()" in inspect.getsource(BatchingApp.__mro__[1])
+
+
+def test_the_consumer_state_the_drain_loop_uses(tmp_path: Path) -> None:
+    from stream_app.app import create_app
+    from stream_app.settings import StreamSettings
+
+    app = create_app(StreamSettings(state_dir=tmp_path), check_state=False)
+    consumer = app.consumer  # built, not started: no network
+    assert isinstance(consumer, BatchingConsumer)
+    for attr in ("_read_offset", "_acked", "_n_acked", "_commit_every", "_buffered_partitions", "suspend_flow"):
+        assert hasattr(consumer, attr), f"Faust's Consumer has no {attr}"
+    assert hasattr(consumer, "flow_active") and hasattr(consumer, "consumer_stopped_errors")
+    assert isinstance(Service(), Service) and hasattr(Service(), "_stopped"), "mode.Service lost _stopped"
+
+
+def test_aiokafka_reads_the_isolation_level_and_keeps_the_subscription_state() -> None:
+    async def build() -> tuple[str, Any]:
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", isolation_level="read_committed")
+        try:
+            return consumer._isolation_level, type(consumer._subscription)
+        finally:
+            await consumer.stop()
+
+    isolation, subscription = asyncio.run(build())
+    assert isolation == "read_committed"
+    assert hasattr(subscription, "subscription")
+    from aiokafka.consumer.subscription_state import Assignment, TopicPartitionState
+
+    assert hasattr(Assignment, "state_value") and params(Assignment.state_value) == ["self", "tp"]
+    assert {"position", "has_valid_position"} <= set(dir(TopicPartitionState))
+    assert "self._isolation_level" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+
+
+def test_metadata_requests_never_ask_for_topic_creation() -> None:
+    forbid_auto_create_topics()
+    forbid_auto_create_topics()  # idempotent
+    request = aiokafka.client.MetadataRequest(["missing-topic"])
+    built = request.build(MetadataRequest.ALL_TYPES[5] if hasattr(MetadataRequest, "ALL_TYPES") else _v5())
+    assert built.allow_auto_topic_creation is False
+    # aiokafka's client builds its requests through the module-level name we replace
+    assert "MetadataRequest(" in inspect.getsource(aiokafka.client.AIOKafkaClient._metadata_update)
+
+
+def _v5() -> Any:
+    from aiokafka.protocol.metadata import MetadataRequest_v5
+
+    return MetadataRequest_v5
+
+
+def test_our_direct_writes_are_what_faust_reads_as_the_persisted_offset(tmp_path: Path) -> None:
+    from faust.types import TP
+
+    from stream_app.app import create_app
+    from stream_app.settings import StreamSettings
+    from stream_app.store import FaustTableStore
+
+    app = create_app(StreamSettings(state_dir=tmp_path), check_state=False)
+    table = app.isin.table  # type: ignore[attr-defined]
+    store = FaustTableStore(table)
+    store.apply(3, {b"US0378331005": b"value"}, changelog_offset=41)
+    assert table.data.persisted_offset(TP(app.isin.settings.topic_current, 3)) == 41  # type: ignore[attr-defined]
+    assert partition_db(table.data, 3).get(b"US0378331005") == b"value"
+    assert Path(table.data.partition_path(3)).exists()

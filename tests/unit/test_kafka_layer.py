@@ -1,0 +1,87 @@
+"""The Kafka access layer (core.kafka) without a broker: back-pressure and error mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from core.errors import BrokerError, PublishError
+from core.kafka.errors import kafka_error
+from core.kafka.producing import produce, produce_batch
+
+
+class FullQueueProducer:
+    """A producer whose queue is full ``full`` times before it takes a record."""
+
+    def __init__(self, full: int) -> None:
+        self.full = full
+        self.queued: list[tuple[Any, ...]] = []
+        self.polls = 0
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None = None, **kwargs: Any) -> None:
+        if self.full:
+            self.full -= 1
+            raise BufferError("Local: Queue full")
+        self.queued.append((topic, key, value, kwargs))
+
+    def produce_batch(self, topic: str, messages: list[dict[str, Any]]) -> int:
+        taken = 0
+        for m in messages:
+            if self.full:
+                self.full -= 1
+                m["_error"] = KafkaError(KafkaError._QUEUE_FULL)
+            else:
+                self.queued.append((topic, m["key"], m["value"], {}))
+                taken += 1
+        return taken
+
+    def poll(self, timeout: float) -> int:
+        self.polls += 1
+        return 0
+
+
+def test_a_full_queue_waits_for_room_and_keeps_checking() -> None:
+    producer = FullQueueProducer(full=3)
+    checks: list[int] = []
+    produce(producer, "t", b"v", b"k", partition=2, check=lambda: checks.append(1))  # type: ignore[arg-type]
+    assert producer.queued == [("t", b"k", b"v", {"partition": 2})]
+    assert producer.polls == 3 and len(checks) == 3
+
+
+def test_a_check_can_stop_the_wait() -> None:
+    def stop() -> None:
+        raise PublishError("fenced")
+
+    with pytest.raises(PublishError, match="fenced"):
+        produce(FullQueueProducer(full=10), "t", b"v", check=stop)  # type: ignore[arg-type]
+
+
+def test_a_batch_requeues_what_did_not_fit() -> None:
+    producer = FullQueueProducer(full=2)
+    messages = [{"key": f"k{i}".encode(), "value": b"v"} for i in range(5)]
+    produce_batch(producer, "t", messages)  # type: ignore[arg-type]
+    assert sorted(k for _, k, _, _ in producer.queued) == [f"k{i}".encode() for i in range(5)]
+    assert producer.polls == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (KafkaError._TRANSPORT, "cannot reach Kafka at b:9092 (reading x)"),
+        (KafkaError._ALL_BROKERS_DOWN, "cannot reach Kafka at b:9092"),
+        (KafkaError.UNKNOWN_TOPIC_OR_PART, "isin-pipeline topics create"),
+        (KafkaError.GROUP_AUTHORIZATION_FAILED, "reading x: GROUP_AUTHORIZATION_FAILED"),
+    ],
+)
+def test_librdkafka_errors_become_ours_with_advice(code: int, expected: str) -> None:
+    error = kafka_error(KafkaException(KafkaError(code)), "b:9092", "reading x")
+    assert isinstance(error, BrokerError) and expected in str(error)
+
+
+def test_aiokafka_errors_become_ours_too() -> None:
+    from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
+
+    assert "cannot reach Kafka" in str(kafka_error(KafkaConnectionError("down"), "b:9092", "fetching"))
+    assert "topics create" in str(kafka_error(UnknownTopicOrPartitionError(), "b:9092", "fetching"))
