@@ -69,11 +69,13 @@ def test_end_offsets_are_right_although_the_embedded_broker_reports_them_wrong(
 def test_worker_stops_cleanly_on_sigterm(pipeline: Pipeline) -> None:
     worker = pipeline.worker().start()
     worker.wait_healthy()
-    started = time.monotonic()
     worker.signal(signal.SIGTERM)
-    assert wait_for("the worker to exit", lambda: worker.proc is not None and worker.proc.poll() is not None, 30)
+    wait_for(
+        "the worker to exit within 30 s of SIGTERM",
+        lambda: worker.proc is not None and worker.proc.poll() is not None,
+        30,
+    )
     assert worker.proc is not None and worker.proc.returncode == 0
-    assert time.monotonic() - started < 30
 
 
 def test_the_embedded_broker_keeps_a_stopped_stream_group_stable(embedded_broker_only: str, pipeline: Pipeline) -> None:
@@ -86,9 +88,14 @@ def test_the_embedded_broker_keeps_a_stopped_stream_group_stable(embedded_broker
     worker = pipeline.worker().start()
     worker.wait_healthy()
     assert worker.stop() == 0
-    time.sleep(8)  # more than the session timeout
-    state, members = group_state(AdminClient({"bootstrap.servers": embedded_broker_only}), pipeline.env["APP_ID"])
-    assert (state, members) == ("STABLE", 0), "tansu now reports stopped groups right: drop --force from the tests"
+    # What is tested is the passing of time itself: through more than the session timeout (6 s),
+    # the stopped group never turns EMPTY.
+    admin = AdminClient({"bootstrap.servers": embedded_broker_only})
+    until = time.monotonic() + 8
+    while time.monotonic() < until:
+        state, members = group_state(admin, pipeline.env["APP_ID"])
+        assert (state, members) == ("STABLE", 0), "tansu now reports stopped groups right: drop --force from the tests"
+        time.sleep(1)
 
 
 def test_the_embedded_broker_shows_aborted_transactions(embedded_broker_only: str, pipeline: Pipeline) -> None:

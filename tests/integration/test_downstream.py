@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
@@ -13,9 +13,17 @@ from core.kafka import partition_for
 from schemas import CURRENT_RECORD, make_serde
 from stream_app.records import merge_event
 from tests.integration.httpd import ListServer
-from tests.integration.support import Pipeline
+from tests.integration.support import Pipeline, wait_for
 
 NSE = "/data/nse_EQUITY_L.csv"
+
+
+def a_moment_between() -> datetime:
+    """An instant strictly after every record written so far and before any written next: record
+    timestamps are milliseconds, so the clock only has to move past it by a few of them."""
+    mark = datetime.now(UTC)
+    wait_for("the clock to move past the mark", lambda: datetime.now(UTC) > mark + timedelta(milliseconds=5), 5, 0.005)
+    return mark
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
@@ -48,9 +56,7 @@ def test_tail_decodes_every_topic(pipeline: Pipeline, list_server: ListServer) -
 
 def test_tail_from_a_timestamp(pipeline: Pipeline, list_server: ListServer) -> None:
     assert pipeline.produce(list_server.url(NSE)).returncode == 0
-    time.sleep(1.5)
-    between = datetime.now(UTC)
-    time.sleep(1.5)
+    between = a_moment_between()
     second = pipeline.produce(list_server.url(NSE), "--force-publish")
     assert second.returncode == 0 and second.summary is not None and second.summary["status"] == "succeeded"
     items = json_lines(pipeline.cli("tail", "--topic", "raw", "--from-timestamp", between.isoformat()).stdout)
@@ -97,9 +103,7 @@ def test_replay_to_a_timestamp_gives_the_same_records(pipeline: Pipeline, list_s
     group = f"downstream-{pipeline.suffix}"
     assert pipeline.produce(list_server.url(NSE)).returncode == 0
     assert len(consume_group(bootstrap, group, raw)) == 2387 + pipeline.partitions
-    time.sleep(1.5)
-    mark = datetime.now(UTC).isoformat()
-    time.sleep(1.5)
+    mark = a_moment_between().isoformat()
     assert pipeline.produce(list_server.url("/data/bse_Equity.csv")).returncode == 0
     second = consume_group(bootstrap, group, raw)
     assert len(second) == 4924 + pipeline.partitions

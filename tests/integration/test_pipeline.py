@@ -18,8 +18,7 @@ from tests.integration.support import Pipeline, wait_for
 
 def test_nse_list_end_to_end(pipeline: Pipeline, list_server: ListServer) -> None:
     worker = pipeline.worker().start()
-    took = worker.wait_healthy(timeout=30)  # the contract: healthy within 30 s, untuned
-    assert took < 30
+    worker.wait_healthy(timeout=30)  # the contract: healthy within 30 s, untuned (it raises otherwise)
 
     first = pipeline.produce(list_server.url("/data/nse_EQUITY_L.csv"))
     assert first.returncode == 0, first.stderr
