@@ -48,7 +48,7 @@ $(PEER_VENV)/.installed: bench/requirements-peer.txt
 
 # make bench [ROWS=9300000]: figures as ratios to this machine's limits and to the peer
 bench: $(VENV)/.installed $(PEER_VENV)/.installed
-	$(BIN)/python -m bench.run --rows $(ROWS) --out $(BENCH_OUT)
+	$(BIN)/python -m bench.run --rows $(ROWS) --workers 1,2 --out $(BENCH_OUT)
 
 # what CI runs: the whole benchmark on a small list, checked for correctness, not speed
 bench-smoke: $(VENV)/.installed $(PEER_VENV)/.installed

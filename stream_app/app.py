@@ -15,7 +15,14 @@ from faust.types import TP
 from schemas import make_serde
 from stream_app.context import StreamContext
 from stream_app.dedup import Dedup
-from stream_app.faust_adapter import BatchingApp, forbid_auto_create_topics, table_offsets, wipe_if_ahead
+from stream_app.faust_adapter import (
+    BatchingApp,
+    forbid_auto_create_topics,
+    standby_applied,
+    standby_progress,
+    table_offsets,
+    wipe_if_ahead,
+)
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.reindex import RawRangeReader
@@ -105,6 +112,20 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         await dedup.process(tp.partition, records)
 
     app.batch_topic(raw, handle)
+
+    async def standby(tp: TP, records: list[Any]) -> bool:
+        """A standby copy's changelog batch, written to RocksDB in one write batch with its offset."""
+        is_standby, seen = standby_progress(app, tp)
+        if not is_standby:
+            return False
+        changes = {r.key: r.value for r in records if seen is None or r.offset > seen}
+        if changes:
+            last = records[-1].offset
+            store.apply(tp.partition, changes, last)
+            standby_applied(app, tp, last)
+        return True
+
+    app.standby_topic(changelog, standby)
 
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def on_assigned(app_: Any, assigned: set[TP], **kwargs: Any) -> None:

@@ -109,6 +109,25 @@ def wipe_if_ahead(state_dir: Path, applied: Mapping[int, int], ends: Mapping[int
     return True
 
 
+def standby_progress(app: Any, tp: TP) -> tuple[bool, int | None]:
+    """(whether ``tp`` is a standby partition of this worker, the last changelog offset applied).
+
+    Relies on: Faust's Recovery keeping ``standby_tps`` (the standby changelog partitions) and
+    ``standby_offsets`` (the last offset applied to each, which its rebalance seeks from and its
+    progress counts against).
+    """
+    recovery = app.tables.recovery
+    if tp not in recovery.standby_tps:
+        return False, None
+    seen = recovery.standby_offsets.get(tp)
+    return True, None if seen is None or seen < 0 else int(seen)
+
+
+def standby_applied(app: Any, tp: TP, offset: int) -> None:
+    """Tell Faust's Recovery that the standby copy of ``tp`` holds the changelog up to ``offset``."""
+    app.tables.recovery.standby_offsets[tp] = offset
+
+
 def partition_db(store: Any, partition: int) -> Any:
     """The RocksDB (a rocksdict ``Rdict``) of one partition of a Faust RocksDB store.
 
@@ -122,6 +141,9 @@ def partition_db(store: Any, partition: int) -> Any:
 # -- the batching consumer -----------------------------------------------------------------
 
 BatchHandler = Callable[[TP, list[Any]], Awaitable[None]]
+StandbyHandler = Callable[[TP, list[Any]], Awaitable[bool]]
+"""Applies a fetched batch of a changelog partition this worker keeps a standby copy of;
+returns False to leave the batch to Faust (a partition that is not a standby one)."""
 
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -171,6 +193,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
         handlers = self._handlers
+        standby_handlers: Mapping[str, StandbyHandler] = getattr(self.app, "standby_handlers", {})
         commit_every = self._commit_every
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -190,6 +213,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     if r_offset is not None:
                         batch = [r for r in batch if r.offset >= r_offset]
                     if not batch:
+                        continue
+                    standby = standby_handlers.get(tp.topic)
+                    if standby is not None and await standby(tp, batch):
+                        read_offset[tp] = batch[-1].offset  # as Faust's one-by-one path leaves it
                         continue
                     handler = handlers.get(tp.topic)
                     if handler is None:
@@ -302,16 +329,24 @@ class BatchingApp(faust.App):
     logger = logging.getLogger("faust.app.base")
 
     batch_handlers: dict[str, BatchHandler]
+    standby_handlers: dict[str, StandbyHandler]
     end_offset_check_conf: dict[str, Any] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_handlers = {}
+        self.standby_handlers = {}
 
     def _new_transport(self) -> Any:
         # Relies on: faust.App._new_transport() building the transport, whose Consumer class
         # attribute is the consumer it creates.
         return BatchingTransport(self.conf.broker_consumer, self)
+
+    def standby_topic(self, topic: Any, handler: StandbyHandler) -> None:
+        """Hand the fetched batches of ``topic``'s standby partitions (a table's changelog) to
+        ``handler`` instead of Faust's one-event-at-a-time standby path."""
+        for name in topic.topics:
+            self.standby_handlers[name] = handler
 
     def batch_topic(self, topic: Any, handler: BatchHandler) -> None:
         """Subscribe to ``topic`` (a faust Topic) and hand its records to ``handler`` in batches."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,17 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service
 
 from stream_app.faust_adapter import BatchingApp, BatchingConsumer, forbid_auto_create_topics, partition_db
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A worker's Faust app, built from settings, never started: no network."""
+    from stream_app.app import create_app
+    from stream_app.settings import StreamSettings
+
+    built = create_app(StreamSettings(state_dir=tmp_path_factory.mktemp("state")), check_state=False)
+    yield built
+    built.loop.close()  # the loop Faust made for the app, with its self-pipe sockets
 
 
 def params(func: Any) -> list[str]:
@@ -68,17 +81,15 @@ def test_our_overrides_are_called_by_the_code_that_calls_the_originals() -> None
     assert "self._new_transport()" in inspect.getsource(BatchingApp.__mro__[1])
 
 
-def test_the_consumer_state_the_drain_loop_uses(tmp_path: Path) -> None:
-    from stream_app.app import create_app
-    from stream_app.settings import StreamSettings
-
-    app = create_app(StreamSettings(state_dir=tmp_path), check_state=False)
+def test_the_consumer_state_the_drain_loop_uses(app: Any) -> None:
     consumer = app.consumer  # built, not started: no network
     assert isinstance(consumer, BatchingConsumer)
     for attr in ("_read_offset", "_acked", "_n_acked", "_commit_every", "_buffered_partitions", "suspend_flow"):
         assert hasattr(consumer, attr), f"Faust's Consumer has no {attr}"
     assert hasattr(consumer, "flow_active") and hasattr(consumer, "consumer_stopped_errors")
-    assert isinstance(Service(), Service) and hasattr(Service(), "_stopped"), "mode.Service lost _stopped"
+    # the fetcher is a mode.Service, like the consumer: both stop through their _stopped event
+    assert isinstance(consumer, Service) and hasattr(consumer._stopped, "is_set"), "mode.Service lost _stopped"
+    consumer._thread.thread_loop.close()  # the consumer thread's own loop, made with it
 
 
 def test_aiokafka_reads_the_isolation_level_and_keeps_the_subscription_state() -> None:
@@ -115,17 +126,35 @@ def _v5() -> Any:
     return MetadataRequest_v5
 
 
-def test_our_direct_writes_are_what_faust_reads_as_the_persisted_offset(tmp_path: Path) -> None:
+def test_our_direct_writes_are_what_faust_reads_as_the_persisted_offset(app: Any) -> None:
     from faust.types import TP
 
-    from stream_app.app import create_app
-    from stream_app.settings import StreamSettings
     from stream_app.store import FaustTableStore
 
-    app = create_app(StreamSettings(state_dir=tmp_path), check_state=False)
     table = app.isin.table  # type: ignore[attr-defined]
     store = FaustTableStore(table)
     store.apply(3, {b"US0378331005": b"value"}, changelog_offset=41)
     assert table.data.persisted_offset(TP(app.isin.settings.topic_current, 3)) == 41  # type: ignore[attr-defined]
     assert partition_db(table.data, 3).get(b"US0378331005") == b"value"
     assert Path(table.data.partition_path(3)).exists()
+
+
+def test_the_recovery_state_the_standby_path_updates(app: Any) -> None:
+    from faust.tables.recovery import Recovery
+    from faust.types import TP
+
+    from stream_app.faust_adapter import standby_applied, standby_progress
+
+    recovery = app.tables.recovery
+    assert isinstance(recovery, Recovery)
+    tp = TP("isin.current", 2)
+    assert standby_progress(app, tp) == (False, None)
+    recovery.standby_tps.add(tp)
+    assert standby_progress(app, tp) == (True, None)
+    standby_applied(app, tp, 120)
+    assert standby_progress(app, tp) == (True, 120)
+    # Faust counts a standby's progress from these offsets, against its highwaters
+    recovery.standby_highwaters[tp] = 150
+    assert recovery.standby_remaining()[tp] == 30
+    source = inspect.getsource(sys.modules[Recovery.__module__])
+    assert "consumer, assigned_standby_tps, standby_offsets" in source, "Faust no longer seeks standbys from them"

@@ -1,0 +1,45 @@
+"""What every stage of the benchmark shares: paths, the error of a failed check, logging, the two days."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.waiting import wait_for as _wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT.parent / "shared" / "tools" / "make_gleif_like.py"
+PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+PARTITIONS = 6
+
+
+class BenchError(Exception):
+    """A correctness check failed: the figures of this run are not valid."""
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    return _wait_for(what, check, timeout, interval, error=BenchError)
+
+
+def make_days(rows: int, tmp: Path) -> tuple[dict[str, int], dict[str, int]]:
+    facts = []
+    for day in (1, 2):
+        out = tmp / f"day{day}.csv"
+        proc = subprocess.run(
+            [sys.executable, str(TOOL), "--rows", str(rows), "--day", str(day), "--out", str(out), "--zip"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=1800,
+        )
+        facts.append(json.loads(proc.stdout))
+    return facts[0], facts[1]

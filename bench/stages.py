@@ -1,0 +1,193 @@
+"""The pipeline under test: one produce, and stream workers catching up on what it published."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import BenchError, wait_for
+from core.broker import free_port
+from isin_pipeline.demo import get_json
+
+
+def produce(env: dict[str, str], url: str, *args: str) -> dict[str, Any]:
+    """One `isin-pipeline produce`: its summary, wall time and peak RSS.
+
+    The peak is the child's own VmHWM, read from /proc while it runs: ``ru_maxrss`` of a child
+    started by fork or vfork counts the parent's memory at the fork (here, the records of the
+    limits stage) and overstated the producer's peak by hundreds of MB."""
+    started = time.perf_counter()
+    # output to files, not pipes: nothing reads a pipe while the loop below polls /proc
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "isin_pipeline", "--log-level", "WARNING", "produce", "--source", url, *args],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+        peak_kb = 0
+        status_file = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                for line in status_file.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        stdout.seek(0)
+        stderr.seek(0)
+        out, err = stdout.read(), stderr.read()
+    if proc.returncode != 0:
+        raise BenchError(f"produce exited {proc.returncode}: {err.strip()[-500:]}")
+    summary = json.loads(out.strip().splitlines()[-1])
+    if summary.get("status") != "succeeded":
+        raise BenchError(f"produce did not publish: {summary.get('status')}: {summary.get('reason')}")
+    if not peak_kb:
+        raise BenchError("could not read the producer's peak RSS from /proc")
+    summary["wall_s"] = round(time.perf_counter() - started, 3)
+    summary["peak_rss_mb"] = round(peak_kb / 1024, 1)
+    return dict(summary)
+
+
+# -- 3. stream -----------------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], state: Path, log_path: Path) -> None:
+        self.env, self.state, self.log_path = env, state, log_path
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> float:
+        """Start, and wait until ready; returns the time it became ready."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "isin_pipeline",
+                    "stream",
+                    "--web-port",
+                    str(self.port),
+                    "--state-dir",
+                    str(self.state),
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self) -> float:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise BenchError(f"the worker exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                return get_json(f"{self.api}/healthz", timeout=2)[0] == 200
+            except OSError:
+                return False
+
+        wait_for("the worker to be ready", ready, 600, 0.05)
+        return time.perf_counter()
+
+    def stats(self) -> dict[str, Any]:
+        status, body = get_json(f"{self.api}/stats", timeout=30)
+        if status != 200:
+            raise BenchError(f"/stats answered {status}")
+        return dict(body)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+
+
+class Workers:
+    """One or more stream workers of one app, each with its own state directory and port."""
+
+    def __init__(self, env: dict[str, str], tmp: Path, count: int) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.members = [Worker(env, tmp / f"state-{i}", tmp / f"worker-{i}.log") for i in range(count)]
+
+    @property
+    def api(self) -> str:
+        return self.members[0].api
+
+    def start(self) -> float:
+        for member in self.members:
+            member.launch()
+        return max(member.wait_ready() for member in self.members)
+
+    def stats(self) -> dict[str, Any]:
+        """The app's /stats (any worker answers for all) with the dedup counters summed."""
+        stats = self.members[0].stats()
+        if not stats["complete"]:
+            return {}
+        per_worker = [w["dedup"] for w in stats["workers"]]
+        dedup = {k: sum(d[k] for d in per_worker) for k in per_worker[0] if not k.endswith("_at")}
+        dedup["first_event_at"] = min((d["first_event_at"] for d in per_worker if d["first_event_at"]), default=0.0)
+        return {**stats, "dedup": dedup}
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
+def create_topics(env: dict[str, str]) -> None:
+    """The app's topics, as a user creates them: workers never create one."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "isin_pipeline", "--log-level", "WARNING", "topics", "create"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"topics create failed: {proc.stderr.strip()[-500:]}")
+
+
+def catch_up(workers: Workers, events: int, markers: int) -> dict[str, Any]:
+    """Start the workers on what is waiting in the raw topic and wait until they have processed it.
+
+    ``eps`` counts from the first event a worker took to caught up, as the peer is measured (from
+    its first event to its last); ``wall_s`` adds the start-up: from ready to caught up."""
+    ready_at = workers.start()
+
+    def done() -> dict[str, Any] | None:
+        stats = workers.stats()
+        d = stats.get("dedup")
+        return stats if d and d["events"] >= events and d["markers"] >= markers else None
+
+    stats = wait_for(f"{events} events", done, 3600, 0.05)
+    caught_up = time.time()
+    wall = time.perf_counter() - ready_at
+    dedup = stats["dedup"]
+    seconds = caught_up - dedup["first_event_at"]
+    workers.stop()
+    return {
+        "seconds": round(seconds, 3),
+        "eps": round(events / seconds),
+        "wall_s": round(wall, 3),
+        "isins": stats["isins"],
+        "dedup": dedup,
+    }
