@@ -38,6 +38,15 @@ class DistinctCounter:
             if len(bucket) >= self._flush_at:
                 self._spill(index)
 
+    def add_packed(self, buckets: list[bytes]) -> None:
+        """Count ISINs packed by another process: one array's bytes per bucket, as ``add_many`` makes."""
+        for index, data in enumerate(buckets):
+            bucket = self._buckets[index]
+            bucket.frombytes(data)
+            self.added += len(data) // bucket.itemsize
+            if len(bucket) >= self._flush_at:
+                self._spill(index)
+
     def _spill(self, index: int) -> None:
         with open(self._dir / f"{index}.bin", "ab") as f:
             self._buckets[index].tofile(f)

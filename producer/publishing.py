@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ParseError
-from core.isin import InvalidIsin, RowError, validate_isin
+from core.isin import InvalidIsin, validate_isin
 from core.kafka import partition_for
 from producer.distinct import DistinctCounter
 from producer.publish import Publisher
@@ -18,6 +19,8 @@ from producer.reading import BadRow, ListFile, ReadHints, Row
 from producer.reading.model import DEAD_LETTER_RAW_CHARS, shorten
 from schemas import DEAD_LETTER, END_OF_RUN, Serde, content_hash
 from schemas.fastpath import EventEncoder
+
+logger = logging.getLogger(__name__)
 
 BATCH = 2000
 MAX_KEPT = 100_000
@@ -66,99 +69,205 @@ class Topics:
     dlq: str
 
 
-def publish_list(
-    path: Path,
-    *,
-    serde: Serde,
-    topics: Topics,
-    publisher: Publisher,
-    source: str,
-    run_id: str,
-    hints: ReadHints,
-    max_bytes: int,
-    spool_dir: str | None,
-    result: ReadResult,
-    progress: RowProgress | None = None,
-) -> None:
+@dataclass(frozen=True)
+class ListRun:
+    """Who a list is published for, and how."""
+
+    serde: Serde
+    topics: Topics
+    publisher: Publisher
+    source: str
+    run_id: str
+    hints: ReadHints
+    max_bytes: int
+    spool_dir: str | None
+    workers: int = 1
+    parallel_min_bytes: int = 16 * 1024 * 1024
+    """Smaller lists are read in the run's process: starting workers costs more than it saves."""
+
+
+class _Publishing:
+    """The state of one list being published: the event encoder, dead letters, distinct ISINs."""
+
+    def __init__(self, run: ListRun, result: ReadResult) -> None:
+        self.run = run
+        self.result = result
+        self.published_at = now_ms()
+        self.encode_event = EventEncoder(run.serde, run.topics.raw, run.source, run.run_id, self.published_at)
+        self._encode_dead = run.serde.encoder(run.topics.dlq, DEAD_LETTER)
+        self._run_key = run.run_id.encode()
+        self.distinct = DistinctCounter(run.spool_dir)
+
+    def dead(self, line: int, raw: str, error: str, reason: str, where: str = "") -> None:
+        record = {
+            "source": self.run.source,
+            "run_id": self.run.run_id,
+            "line": line,
+            "raw": shorten(raw, DEAD_LETTER_RAW_CHARS),
+            "reason": reason,
+            "error": error,
+            "recorded_at": self.published_at,
+            "position": where or None,
+        }
+        self.run.publisher.send(
+            self.run.topics.dlq, self._run_key, self._encode_dead(record), [("run-id", self._run_key)]
+        )
+        by = self.result.invalid_by_reason
+        by[error] = by.get(error, 0) + 1
+
+    def keep(self, raw: str) -> None:
+        """The valid ISINs in a row that could not be read: the stream app must not delete them."""
+        if len(self.result.kept) < MAX_KEPT:
+            self.result.kept |= isins_in(raw)
+
+
+def publish_list(path: Path, run: ListRun, result: ReadResult, progress: RowProgress | None = None) -> None:
     """Parse ``path`` and publish every row; ``result`` holds the counts even if this raises."""
-    run_key = run_id.encode()
-    published_at = now_ms()
-    encode_event = EventEncoder(serde, topics.raw, source, run_id, published_at)
-    encode_dead = serde.encoder(topics.dlq, DEAD_LETTER)
-    send_batch = publisher.send_batch
-    invalid_by = result.invalid_by_reason
+    state = _Publishing(run, result)
+    try:
+        with ListFile(path, run.hints, max_bytes=run.max_bytes, spool_dir=run.spool_dir) as reader:
+            result.layout = reader.detected.as_dict()
+            result.column = reader.detected.column_identity
+            result.column_by = reader.column_by
+            if run.workers < 2 or not _publish_in_parallel(state, reader, progress):
+                _publish_rows(state, reader, progress)
+            result.layout = reader.detected.as_dict()
+            result.end_proven = reader.end_proven
+        result.distinct = state.distinct.count()
+    finally:
+        state.distinct.close()
+    if progress is not None:
+        progress(result.rows)
+    if result.valid == 0:
+        raise ParseError(
+            f"no valid ISIN in {result.rows} rows (ISIN column {result.column!r}): a run never succeeds with none; "
+            "the dead-letter topic has every row and why"
+        )
+
+
+def _publish_rows(state: _Publishing, reader: ListFile, progress: RowProgress | None) -> None:
+    """Row by row, in this process: every format."""
+    run, result = state.run, state.result
+    raw_topic = run.topics.raw
+    send_batch = run.publisher.send_batch
+    encode_event = state.encode_event
+    source = run.source
+    joiner = str(result.layout.get("delimiter", ","))
     batch: list[dict[str, bytes]] = []
     isins: list[str] = []
     rows = valid = invalid = unreadable = 0
     last_bad = False
-    distinct = DistinctCounter(spool_dir)
-
-    def dead(line: int, raw: str, error: RowError, reason: str, where: str) -> None:
-        record = {
-            "source": source,
-            "run_id": run_id,
-            "line": line,
-            "raw": shorten(raw, DEAD_LETTER_RAW_CHARS),
-            "reason": reason,
-            "error": error.value,
-            "recorded_at": published_at,
-            "position": where or None,
-        }
-        publisher.send(topics.dlq, run_key, encode_dead(record), [("run-id", run_key)])
-        invalid_by[error.value] = invalid_by.get(error.value, 0) + 1
-
     try:
-        with ListFile(path, hints, max_bytes=max_bytes, spool_dir=spool_dir) as reader:
-            result.layout = reader.detected.as_dict()
-            result.column = reader.detected.column_identity
-            result.column_by = reader.column_by
-            joiner = str(result.layout.get("delimiter", ","))
-            for item in reader.rows():
-                rows += 1
-                if type(item) is BadRow:
-                    unreadable += 1
-                    last_bad = True
-                    dead(item.line, item.raw, item.error, item.reason, item.where)
-                    if len(result.kept) < MAX_KEPT:
-                        result.kept |= isins_in(item.raw)
-                    continue
-                assert type(item) is Row
-                try:
-                    isin = validate_isin(item.isin)
-                except InvalidIsin as exc:
-                    invalid += 1
-                    last_bad = True
-                    dead(item.line, joiner.join(item.raw), exc.error, exc.reason, item.where)
-                    continue
-                last_bad = False
-                valid += 1
-                attributes = item.attributes
-                value = encode_event(isin, item.line, attributes, content_hash(source, attributes))
-                batch.append({"key": isin.encode(), "value": value})
-                isins.append(isin)
-                if len(batch) >= BATCH:
-                    send_batch(topics.raw, batch)
-                    distinct.add_many(isins)
-                    batch, isins = [], []
-                    if progress is not None:
-                        progress(rows)
-            if batch:
-                send_batch(topics.raw, batch)
-                distinct.add_many(isins)
-            result.layout = reader.detected.as_dict()
-            result.end_proven = reader.end_proven
-            result.last_line_bad = reader.unterminated and last_bad
-        result.distinct = distinct.count()
+        for item in reader.rows():
+            rows += 1
+            if type(item) is BadRow:
+                unreadable += 1
+                last_bad = True
+                state.dead(item.line, item.raw, item.error.value, item.reason, item.where)
+                state.keep(item.raw)
+                continue
+            assert type(item) is Row
+            try:
+                isin = validate_isin(item.isin)
+            except InvalidIsin as exc:
+                invalid += 1
+                last_bad = True
+                state.dead(item.line, joiner.join(item.raw), exc.error.value, exc.reason, item.where)
+                continue
+            last_bad = False
+            valid += 1
+            attributes = item.attributes
+            value = encode_event(isin, item.line, attributes, content_hash(source, attributes))
+            batch.append({"key": isin.encode(), "value": value})
+            isins.append(isin)
+            if len(batch) >= BATCH:
+                send_batch(raw_topic, batch)
+                state.distinct.add_many(isins)
+                batch, isins = [], []
+                if progress is not None:
+                    progress(rows)
+        if batch:
+            send_batch(raw_topic, batch)
+            state.distinct.add_many(isins)
+        result.last_line_bad = reader.unterminated and last_bad
     finally:
-        distinct.close()
         result.rows, result.valid, result.invalid, result.unreadable = rows, valid, invalid, unreadable
-    if progress is not None:
-        progress(rows)
-    if valid == 0:
-        raise ParseError(
-            f"no valid ISIN in {rows} rows (ISIN column {result.column!r}): a run never succeeds with none; "
-            "the dead-letter topic has every row and why"
-        )
+
+
+def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProgress | None) -> bool:
+    """Read, validate and encode on every core; False if this list cannot be cut in ranges."""
+    from producer import parallel
+
+    table = reader.text_table()
+    if table is None:
+        return False
+    details = reader.detected.details
+    delimited, payload, encoding = table
+    spec = parallel.Table(
+        payload.path if payload.container == "none" else None,
+        payload.open,
+        encoding.name,
+        delimited.delimiter,
+        delimited.layout,
+        delimited.sections,
+    )
+    if not parallel.eligible(spec):
+        return False
+    run, result = state.run, state.result
+    path = spec.path or parallel.spool(spec, run.spool_dir)
+    try:
+        if path.stat().st_size < run.parallel_min_bytes:
+            return False
+        ranges = parallel.plan(path, delimited.layout.header_line, run.workers)
+        if ranges is None:
+            return False
+        logger.info("reading %s in %d ranges on %d processes", run.source, len(ranges), run.workers)
+        jobs = [
+            parallel.Job(
+                str(path),
+                start,
+                end,
+                first,
+                i == len(ranges) - 1,
+                encoding.name,
+                delimited.delimiter,
+                delimited.layout,
+                delimited.sections,
+                state.encode_event.header,
+                run.source,
+                run.run_id,
+                state.published_at,
+            )
+            for i, (start, end, first) in enumerate(ranges)
+        ]
+        sections = 0
+        last_bad = unterminated = False
+        for part in parallel.results_in_order(jobs, run.workers):
+            result.rows += part.rows
+            result.valid += part.valid
+            result.invalid += part.invalid
+            result.unreadable += part.unreadable
+            for line, raw, error, reason in part.dead:
+                state.dead(line, raw, error, reason)
+            for raw in part.raw_bad:
+                state.keep(raw)
+            for batch in parallel.events(part, BATCH):
+                run.publisher.send_batch(run.topics.raw, batch)
+            state.distinct.add_packed(part.buckets)
+            sections += part.section_lines
+            if part.rows:
+                last_bad = part.last_bad
+            unterminated = part.unterminated
+            if progress is not None:
+                progress(result.rows)
+        result.last_line_bad = unterminated and last_bad
+        if sections:
+            details["section_lines"] = sections
+        details["processes"] = run.workers
+        return True
+    finally:
+        if spec.path is None:
+            path.unlink(missing_ok=True)
 
 
 def send_markers(

@@ -20,9 +20,10 @@ from typing import Any
 
 from core.errors import PipelineError
 from producer.download import Downloader
+from producer.parallel import workers_wanted
 from producer.progress import RunProgress
 from producer.publish import FencedError, Publisher, RunInterrupted
-from producer.publishing import MAX_KEPT, ReadResult, Topics, now_ms, publish_list, send_markers
+from producer.publishing import MAX_KEPT, ListRun, ReadResult, Topics, now_ms, publish_list, send_markers
 from producer.reading import ReadHints
 from producer.runs import RunInfo, RunLog, RunWriter, claim_lost, owner_id, run_key
 from producer.safety import Baseline, ReadFacts, SafetyPolicy, doubts
@@ -282,16 +283,20 @@ def _publish(ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo) -
             try:
                 publish_list(
                     download.path,
-                    serde=ctx.serde,
-                    topics=Topics(settings.topic_raw, settings.topic_dlq),
-                    publisher=publisher,
-                    source=plan.source,
-                    run_id=summary.run_id,
-                    hints=plan.hints,
-                    max_bytes=settings.unpacked_max_bytes,
-                    spool_dir=settings.spool_dir,
-                    result=read,
-                    progress=progress.on_rows if progress else None,
+                    ListRun(
+                        serde=ctx.serde,
+                        topics=Topics(settings.topic_raw, settings.topic_dlq),
+                        publisher=publisher,
+                        source=plan.source,
+                        run_id=summary.run_id,
+                        hints=plan.hints,
+                        max_bytes=settings.unpacked_max_bytes,
+                        spool_dir=settings.spool_dir,
+                        workers=workers_wanted(settings.producer_workers),
+                        parallel_min_bytes=settings.producer_parallel_min_bytes,
+                    ),
+                    read,
+                    progress.on_rows if progress else None,
                 )
             finally:
                 _take(summary, read)

@@ -40,6 +40,12 @@ class ProducerSettings(KafkaSettings):
     unpacked_max_bytes: int = 16 * 1024**3
     """Refuse a gzip or zip that unpacks to more than this (a zip bomb)."""
 
+    producer_workers: int | None = Field(default=None, ge=1)
+    """Processes that read, validate and encode a large unquoted delimited list (default: one
+    per core; 1 reads in the run's process only)."""
+    producer_parallel_min_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    """Lists smaller than this (unpacked) are read in the run's process only."""
+
     # -- publish ------------------------------------------------------------------------
     producer_linger_ms: int = 20
     producer_compression: str = "lz4"
@@ -54,8 +60,16 @@ class ProducerSettings(KafkaSettings):
     """A run is one transaction; Kafka's transaction.max.timeout.ms is 15 minutes by default."""
     run_timeout_s: float = 2 * 3600
     """A run's deadline: a RUNNING claim older than this, with no final record, was abandoned."""
-    scheduler_session_timeout_s: float = 6.0
-    """How long a dead scheduler leader keeps its lease before a replica takes over."""
+    scheduler_session_timeout_s: float = Field(default=6.0, gt=0)
+    """How long a dead scheduler replica keeps its sources before the others take them over."""
+    scheduler_partitions: int = Field(default=12, ge=1)
+    """Partitions of the scheduler fleet's coordination topic: each source maps to one by a
+    stable hash of its name, and a replica runs the sources of the partitions it is assigned.
+    More partitions than replicas, so that sources spread evenly."""
+    scheduler_group: str | None = None
+    """The fleet's consumer group (default ``<TOPIC_RUNS>.schedulers``): one per sources file."""
+    scheduler_reload_poll_s: float = Field(default=5.0, gt=0)
+    """How often a scheduler checks its sources file for changes (its mtime and hash)."""
     max_delete_fraction: float = Field(default=0.05, ge=0, le=1)
     """A run with this share fewer distinct ISINs than the last successful one publishes no deletions."""
     max_unreadable_fraction: float = Field(default=0.01, ge=0, le=1)
@@ -91,13 +105,15 @@ class ProducerSettings(KafkaSettings):
         return Credentials(headers, auth)
 
     def topics(self) -> list[TopicSpec]:
-        """The topics a producer or scheduler writes: the pipeline's, and the scheduler's leader topic."""
+        """The topics a producer or scheduler writes: the pipeline's, and the scheduler fleet's topic."""
         return [*pipeline_topics(self), self.scheduler_topic()]
 
     def scheduler_topic(self) -> TopicSpec:
+        """The scheduler fleet's coordination topic: never written, only its partitions are assigned
+        (``producer.fleet``). Its partition count is the sources' hash space, so it must match."""
         return TopicSpec(
-            f"{self.topic_runs}.leader",
-            1,
+            f"{self.topic_runs}.schedulers",
+            self.scheduler_partitions,
             {"cleanup.policy": "delete", "retention.ms": "3600000", "retention.bytes": "-1"},
         )
 

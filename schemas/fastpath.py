@@ -55,6 +55,9 @@ def header_length(value: bytes) -> int:
 
 def _varint(data: bytes, i: int) -> tuple[int, int]:
     """An Avro ``long`` at ``i``: (value, index after it)."""
+    byte = data[i]
+    if byte < 0x80:  # one byte: every string length under 64, the common case by far
+        return (byte >> 1) ^ -(byte & 1), i + 1
     n = shift = 0
     while True:
         byte = data[i]
@@ -70,7 +73,11 @@ def leading_strings(value: bytes, count: int) -> list[bytes]:
     i = header_length(value)
     out = []
     for _ in range(count):
-        length, i = _varint(value, i)
+        byte = value[i]
+        if byte < 0x80 and not byte & 1:  # a one-byte, non-negative length
+            length, i = byte >> 1, i + 1
+        else:
+            length, i = _varint(value, i)
         out.append(value[i : i + length])
         i += length
     return out
@@ -79,7 +86,24 @@ def leading_strings(value: bytes, count: int) -> list[bytes]:
 class EventEncoder:
     """Encodes the IsinEvents of one run: ``encoder(isin, line, attributes, content_hash)``."""
 
-    def __init__(self, serde: Serde, topic: str, source: str, run_id: str, published_at_ms: int) -> None:
+    def __init__(
+        self,
+        serde: Serde | None,
+        topic: str,
+        source: str,
+        run_id: str,
+        published_at_ms: int,
+        header: bytes | None = None,
+    ) -> None:
+        """``header``: the wire-format header another encoder of the same run found (``.header``),
+        for an encoder in another process; else it is asked of ``serde``."""
+        self._run_id = avro_string(run_id)
+        self._source = avro_string(source)
+        self._published = zigzag_varint(published_at_ms)
+        if header is not None:
+            self.header = self._head = header
+            return
+        assert serde is not None
         sample: dict[str, Any] = {
             "content_hash": "",
             "run_id": run_id,
@@ -92,11 +116,9 @@ class EventEncoder:
         }
         # The serde's own encoding of a sample gives the header: the single-object fingerprint,
         # or, with a registry, the schema id AvroSerializer registered.
-        header = serde.encode(topic, ISIN_EVENT, sample)[: 10 if serde.wire_format == "single-object" else 5]
-        self._head = header
-        self._run_id = avro_string(run_id)
-        self._source = avro_string(source)
-        self._published = zigzag_varint(published_at_ms)
+        self.header = self._head = serde.encode(topic, ISIN_EVENT, sample)[
+            : 10 if serde.wire_format == "single-object" else 5
+        ]
 
     def __call__(self, isin: str, line: int, attributes: Mapping[str, str], content_hash: str) -> bytes:
         if attributes:
@@ -129,6 +151,9 @@ class EventEncoder:
 
 
 def _after_string(data: bytes, i: int) -> int:
+    byte = data[i]
+    if byte < 0x80 and not byte & 1:  # a one-byte, non-negative length
+        return i + 1 + (byte >> 1)
     n, i = _varint(data, i)
     if n < 0:
         raise IndexError("negative string length")

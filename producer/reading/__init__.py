@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from core.errors import ParseError
 from producer.reading.container import Payload, Unpacker, sniff
@@ -127,6 +128,13 @@ class ListFile:
         if self._reader is None:
             raise RuntimeError("ListFile.rows() outside its context manager")
         yield from self._reader.rows()
+
+    def text_table(self) -> Any:
+        """For the parallel producer: (DelimitedReader, Payload, Encoding) of a delimited text list,
+        else None."""
+        from producer.reading.textlist import TextList
+
+        return self._reader.table() if isinstance(self._reader, TextList) else None
 
     @property
     def end_proven(self) -> bool:

@@ -80,8 +80,62 @@ def detect_delimited(
     return chosen, layout
 
 
+class RowShape:
+    """What a row of a table whose layout is known becomes: a Row, a BadRow, or nothing (a blank
+    line, a heading between the rows). Shared by the reader and the parallel producer."""
+
+    def __init__(self, layout: TableLayout, delimiter: str, sections: bool) -> None:
+        self._layout = layout
+        self._delimiter = delimiter
+        self._isin_col = layout.isin_col
+        self._attr_cols = [(i, name) for i, name in enumerate(layout.names) if i != layout.isin_col]
+        self._ncols = max(layout.header_width, layout.isin_col + 1) if layout.header_line else layout.width
+        self._sections = sections
+        """Lines with one field and no ISIN are headings between the rows (seen in the sample)."""
+        self.section_lines = 0
+
+    def __call__(self, line: int, row: list[str]) -> Item | None:
+        n = len(row)
+        isin_col = self._isin_col
+        if n <= 1:
+            if n == 0 or not row[0].strip():
+                return None
+            if self._sections and not is_isin(row[0]):
+                self.section_lines += 1
+                return None
+        if n <= isin_col:
+            return BadRow(
+                line,
+                shorten(self._delimiter.join(row)),
+                RowError.MALFORMED_ROW,
+                f"row has {n} fields; the ISIN column {self._layout.isin_header!r} is field {isin_col + 1}",
+            )
+        ncols = self._ncols
+        if n > ncols and any(f.strip() for f in row[ncols:]):
+            return BadRow(
+                line,
+                shorten(self._delimiter.join(row)),
+                RowError.MALFORMED_ROW,
+                f"row has {n} non-empty fields but the header has {ncols}",
+            )
+        attributes = {name: v for i, name in self._attr_cols if i < n and (v := row[i].strip())}
+        return Row(line, row[isin_col].strip(), attributes, row)
+
+
 class DelimitedReader:
     """Rows of a delimited text table whose layout is known."""
+
+    @property
+    def section_lines(self) -> int:
+        return self._shape.section_lines
+
+    @property
+    def layout(self) -> TableLayout:
+        return self._layout
+
+    @property
+    def delimiter(self) -> str:
+        return self._delimiter
 
     def __init__(
         self, open_text: Callable[[], TextIO], delimiter: str, layout: TableLayout, sections: bool = False
@@ -89,9 +143,8 @@ class DelimitedReader:
         self._open = open_text
         self._delimiter = delimiter
         self._layout = layout
-        self._sections = sections
-        """Lines with one field and no ISIN are headings between the rows (seen in the sample)."""
-        self.section_lines = 0
+        self.sections = sections
+        self._shape = RowShape(layout, delimiter, sections)
         self.unterminated = False
 
     def rows(self) -> Iterator[Item]:
@@ -133,12 +186,8 @@ class DelimitedReader:
 
     def _chunk(self, first: int, lines: list[str], final: bool) -> Generator[Item, None, int | None]:
         """The rows of one chunk; returns the line number from which to carry lines over, if any."""
-        layout = self._layout
         delimiter = self._delimiter
-        isin_col = layout.isin_col
-        attr_cols = [(i, name) for i, name in enumerate(layout.names) if i != isin_col]
-        ncols = max(layout.header_width, isin_col + 1) if layout.header_line else layout.width
-        sections = self._sections
+        shape = self._shape
         count = len(lines)
         it: Any = iter(lines)  # a list iterator: __setstate__ moves it in O(1)
         reader = csv.reader(it, delimiter=delimiter)
@@ -177,31 +226,9 @@ class DelimitedReader:
                         continue
                     row = joined
             before = end
-            n = len(row)
-            if n <= 1:
-                if n == 0 or not row[0].strip():
-                    continue
-                if sections and not is_isin(row[0]):
-                    self.section_lines += 1  # a heading between the rows, not a row
-                    continue
-            if n <= isin_col:
-                yield BadRow(
-                    first + end - 1,
-                    shorten(delimiter.join(row)),
-                    RowError.MALFORMED_ROW,
-                    f"row has {n} fields; the ISIN column {layout.isin_header!r} is field {isin_col + 1}",
-                )
-                continue
-            if n > ncols and any(f.strip() for f in row[ncols:]):
-                yield BadRow(
-                    first + end - 1,
-                    shorten(delimiter.join(row)),
-                    RowError.MALFORMED_ROW,
-                    f"row has {n} non-empty fields but the header has {ncols}",
-                )
-                continue
-            attributes = {name: v for i, name in attr_cols if i < n and (v := row[i].strip())}
-            yield Row(first + end - 1, row[isin_col].strip(), attributes, row)
+            item = shape(first + end - 1, row)
+            if item is not None:
+                yield item
 
     def _multi_line(self, row: list[str], span: list[str]) -> list[str] | None:
         """The record of a quoted field spanning lines, or None if it is an unmatched quote."""

@@ -106,6 +106,13 @@ class TextList:
         self.details = {"isin_at": f"{layout.start + 1}:{layout.end}"}
         return "fixed"
 
+    def table(self) -> tuple[DelimitedReader, Payload, Encoding] | None:
+        """The delimited table, its bytes and encoding, for a reader in other processes; None for
+        a fixed-width list."""
+        if isinstance(self._reader, DelimitedReader):
+            return self._reader, self._payload, self.encoding
+        return None
+
     def rows(self) -> Iterator[Item]:
         yield from self._reader.rows()
         self.unterminated = self._reader.unterminated

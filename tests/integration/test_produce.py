@@ -162,3 +162,47 @@ def test_progress_bar_on_a_terminal_and_log_lines_otherwise(pipeline: Pipeline, 
     assert "download" in terminal and "4,926 rows" in terminal and "━" in terminal  # rich's bar
     piped = pipeline.produce(list_server.url("/data/bse_Equity.csv"), "--force-publish")
     assert "━" not in piped.stderr and "\x1b[" not in piped.stderr
+
+
+def test_reading_on_every_core_publishes_what_one_process_does(pipeline: Pipeline, list_server: ListServer) -> None:
+    """The real BSE list (unquoted, with invalid placeholders and trailing empty fields), read by
+    one process and then in byte ranges by two worker processes: the same events, dead letters
+    and counts."""
+    url = list_server.url("/data/bse_Equity.csv")
+    one = pipeline.cli(
+        "produce", "--source", url, "--source-name", "one", env={**pipeline.env, "PRODUCER_WORKERS": "1"}
+    )
+    two = pipeline.cli(
+        "produce",
+        "--source",
+        url,
+        "--source-name",
+        "two",
+        env={**pipeline.env, "PRODUCER_WORKERS": "2", "PRODUCER_PARALLEL_MIN_BYTES": "0"},
+    )
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert one.summary and two.summary
+    assert "processes" not in one.summary["layout"] and two.summary["layout"]["processes"] == 2
+    for key in ("rows", "valid", "invalid", "unreadable", "distinct", "published", "dead_lettered"):
+        assert one.summary[key] == two.summary[key], key
+
+    def events(run_id: str) -> list[tuple[object, ...]]:
+        got = []
+        for i in pipeline.items(pipeline.env["TOPIC_RAW"]):
+            r = i.record
+            if r is not None and r.get("run_id") == run_id and i.key is not None:
+                got.append((i.partition, i.key, r["line"], tuple(sorted(r["attributes"].items()))))
+        return got
+
+    first, second = events(one.summary["run_id"]), events(two.summary["run_id"])
+    assert len(first) == 4924 and first == second  # in the same order, partition by partition
+    dead = [i.record for i in pipeline.items(pipeline.env["TOPIC_DLQ"]) if i.record]
+    by_run = {
+        s["run_id"]: sorted((d["line"], d["error"]) for d in dead if d["run_id"] == s["run_id"])
+        for s in (one.summary, two.summary)
+    }
+    assert (
+        by_run[one.summary["run_id"]]
+        == by_run[two.summary["run_id"]]
+        == [(1327, "INVALID_FORMAT"), (2093, "INVALID_LENGTH")]
+    )

@@ -1,0 +1,241 @@
+"""Reading, validating and encoding a large delimited list on every core, for one transaction.
+
+A run is one Kafka transaction and one producer, so publishing stays in the run's process; the
+rest of a row's cost (splitting, validating with python-stdnum's rules, hashing, encoding the
+Avro event) is spread over worker processes, each taking byte ranges of the unpacked file, cut
+at line ends. Results come back in file order, at most ``WINDOW`` ranges ahead of publishing,
+so memory stays bounded at any file size, and every event keeps its place in its partition.
+
+Only where a range can be cut anywhere a line ends, which is most big lists (GLEIF's): delimited
+text with no quote character at all (a quoted field may hold a line end), no bare carriage
+return, in UTF-8 or a single-byte encoding (a line end byte is never inside a character).
+Anything else is read by the one sequential reader.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+from array import array
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from core.isin import InvalidIsin, RowError, validate_isin
+from producer.distinct import BUCKETS
+from producer.reading import BadRow, Row
+from producer.reading.columns import TableLayout
+from producer.reading.delimited import RowShape
+from producer.reading.model import MAX_ROW_BYTES, shorten
+from schemas import content_hash
+from schemas.fastpath import EventEncoder
+
+logger = logging.getLogger(__name__)
+
+RANGE_BYTES = 1024 * 1024
+SCAN = 8 * 1024 * 1024
+_ONE_BYTE_LINE_ENDS = ("utf-8", "ascii", "latin-1", "iso8859", "cp125", "koi8", "mac-")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A delimited table as the sequential reader found it, and where its bytes are."""
+
+    path: Path | None
+    """A file that holds the unpacked bytes (the download itself when it was not packed)."""
+    open_bytes: Callable[[], BinaryIO]
+    encoding: str
+    delimiter: str
+    layout: TableLayout
+    sections: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    path: str
+    start: int
+    end: int
+    first_line: int
+    last: bool
+    encoding: str
+    delimiter: str
+    layout: TableLayout
+    sections: bool
+    header: bytes
+    source: str
+    run_id: str
+    published_at: int
+
+
+@dataclass
+class RangeResult:
+    """One byte range read: its events in file order, its dead letters, its counts."""
+
+    keys: bytes = b""
+    """The events' keys: valid ISINs, 12 bytes each, one after the other."""
+    values: bytes = b""
+    """The events' encoded values, one after the other."""
+    lengths: bytes = b""
+    """The length of each value, an ``array("I")``'s bytes: compact to send between processes."""
+    dead: list[tuple[int, str, str, str]] = field(default_factory=list)
+    """(line, raw, error, reason) of each row not published."""
+    rows: int = 0
+    valid: int = 0
+    invalid: int = 0
+    unreadable: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    buckets: list[bytes] = field(default_factory=list)
+    """The valid ISINs as ``producer.distinct`` packs them, one array's bytes per bucket."""
+    raw_bad: list[str] = field(default_factory=list)
+    """The text of unreadable rows, for the ISINs they hold (kept from deletion)."""
+    section_lines: int = 0
+    last_bad: bool = False
+    unterminated: bool = False
+
+
+def eligible(table: Table) -> bool:
+    """A table whose bytes can be cut at any line end, as far as its encoding goes."""
+    return codecs.lookup(table.encoding).name.startswith(_ONE_BYTE_LINE_ENDS)
+
+
+def spool(table: Table, spool_dir: str | None) -> Path:
+    """The table's unpacked bytes in a temp file (the caller deletes it)."""
+    fd, name = tempfile.mkstemp(prefix="isin-list-", suffix=".unpacked", dir=spool_dir)
+    with os.fdopen(fd, "wb") as out, table.open_bytes() as src:
+        shutil.copyfileobj(src, out, SCAN)
+    return Path(name)
+
+
+def workers_wanted(setting: int | None) -> int:
+    return setting if setting and setting > 0 else max(1, os.cpu_count() or 1)
+
+
+def plan(path: Path, header_line: int, workers: int) -> list[tuple[int, int, int]] | None:
+    """Byte ranges after the header, cut at line ends, as (start, end, first line number): about
+    ``RANGE_BYTES`` each, at least four per worker; None when a range cannot be cut at any line
+    end (a quote character, a bare carriage return)."""
+    size = path.stat().st_size
+    range_bytes = max(16 * 1024, min(RANGE_BYTES, size // (4 * workers)))
+    ranges: list[tuple[int, int, int]] = []
+    with open(path, "rb") as f:
+        line, start = 1, 0
+        while line <= header_line:  # the header and any lines above it are not rows
+            start += len(f.readline())
+            line += 1
+        while start < size:
+            f.seek(start + range_bytes)
+            end = min(size, start + range_bytes + len(f.readline()))
+            f.seek(start)
+            data = f.read(end - start)
+            if b'"' in data or data.count(b"\r") != data.count(b"\r\n"):
+                return None
+            ranges.append((start, end, line))
+            line += data.count(b"\n")
+            start = end
+    return ranges
+
+
+def read_range(job: Job) -> RangeResult:
+    """Worker: the rows of one byte range, validated and encoded (no Kafka here)."""
+    out = RangeResult()
+    with open(job.path, "rb") as f:
+        f.seek(job.start)
+        data = f.read(job.end - job.start)
+    text = data.decode(job.encoding)  # the whole file was checked to decode before
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    elif job.last:
+        out.unterminated = True
+    shape = RowShape(job.layout, job.delimiter, job.sections)
+    encode = EventEncoder(None, "", job.source, job.run_id, job.published_at, header=job.header)
+    source = job.source
+    buckets = [array("Q") for _ in range(BUCKETS)]
+    mask = BUCKETS - 1
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    lengths = array("I")
+    delimiter = job.delimiter
+    for number, line in enumerate(lines, start=job.first_line):
+        item: Row | BadRow | None
+        if len(line) > MAX_ROW_BYTES:
+            reason = f"the line is longer than {MAX_ROW_BYTES} bytes"
+            item = BadRow(number, shorten(line[:200]), RowError.MALFORMED_ROW, reason)
+        else:
+            item = shape(number, line.split(delimiter))
+            if item is None:
+                continue
+        out.rows += 1
+        if isinstance(item, BadRow):
+            out.unreadable += 1
+            out.last_bad = True
+            out.dead.append((item.line, item.raw, item.error.value, item.reason))
+            out.raw_bad.append(item.raw)
+            out.by_reason[item.error.value] = out.by_reason.get(item.error.value, 0) + 1
+            continue
+        try:
+            isin = validate_isin(item.isin)
+        except InvalidIsin as exc:
+            out.invalid += 1
+            out.last_bad = True
+            out.dead.append((number, delimiter.join(item.raw), exc.error.value, exc.reason))
+            out.by_reason[exc.error.value] = out.by_reason.get(exc.error.value, 0) + 1
+            continue
+        out.valid += 1
+        out.last_bad = False
+        attributes = item.attributes
+        value_bytes = encode(isin, number, attributes, content_hash(source, attributes))
+        keys.append(isin.encode())
+        values.append(value_bytes)
+        lengths.append(len(value_bytes))
+        value = int(isin[:11], 36)
+        buckets[value & mask].append(value)
+    out.keys, out.values, out.lengths = b"".join(keys), b"".join(values), lengths.tobytes()
+    out.section_lines = shape.section_lines
+    out.buckets = [b.tobytes() for b in buckets]
+    return out
+
+
+WINDOW_PER_WORKER = 2
+
+
+def events(result: RangeResult, batch: int) -> Iterator[list[dict[str, bytes]]]:
+    """A range's events as ``produce_batch`` takes them, ``batch`` at a time."""
+    keys, values = result.keys, result.values
+    lengths = array("I")
+    lengths.frombytes(result.lengths)
+    at = 0
+    for first in range(0, len(lengths), batch):
+        out = []
+        for i in range(first, min(first + batch, len(lengths))):
+            end = at + lengths[i]
+            out.append({"key": keys[12 * i : 12 * i + 12], "value": values[at:end]})
+            at = end
+        yield out
+
+
+def results_in_order(jobs: list[Job], workers: int) -> Iterator[RangeResult]:
+    """The ranges' results in file order, with at most ``WINDOW_PER_WORKER`` per worker in flight."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process with librdkafka threads
+    window = WINDOW_PER_WORKER * workers
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: list[Future[RangeResult]] = []
+        queued = iter(jobs)
+        for job in queued:
+            pending.append(pool.submit(read_range, job))
+            if len(pending) >= window:
+                break
+        while pending:
+            result = pending.pop(0).result()
+            nxt = next(queued, None)
+            if nxt is not None:
+                pending.append(pool.submit(read_range, nxt))
+            yield result
