@@ -124,15 +124,8 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
-        logger.info("embedded broker on %s stopped", self.bootstrap)
+        if proc is not None and terminate(proc, timeout):
+            logger.info("embedded broker on %s stopped", self.bootstrap)
 
     def returncode(self) -> int | None:
         """The exit code if the process has exited, else None."""
@@ -154,6 +147,19 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """SIGTERM, then SIGKILL after ``timeout``; False if it had already exited."""
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+    return True
 
 
 def _port_open(host: str, port: int) -> bool:

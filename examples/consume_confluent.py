@@ -12,23 +12,16 @@ are committed after each batch is printed (at least once).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
 from confluent_kafka import Consumer
-from current_records import CurrentRecords  # type: ignore[import-not-found]
+from current_records import CurrentRecords, arguments  # type: ignore[import-not-found]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", default="isin.current")
-    parser.add_argument("--group", default="example-confluent")
-    parser.add_argument("--from-beginning", action="store_true")
-    parser.add_argument("--idle-exit", type=float)
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0], "example-confluent")
     decoder = CurrentRecords()
     consumer = Consumer(
         {

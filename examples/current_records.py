@@ -11,6 +11,7 @@ A null value is a tombstone: the ISIN left every list.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from datetime import UTC, datetime
@@ -59,3 +60,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def arguments(description: str, group: str) -> argparse.Namespace:
+    """The example consumers' command line."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", default="isin.current")
+    parser.add_argument("--group", default=group)
+    parser.add_argument("--from-beginning", action="store_true")
+    parser.add_argument("--idle-exit", type=float)
+    return parser.parse_args()

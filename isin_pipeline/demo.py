@@ -31,7 +31,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from core.broker import EmbeddedBroker, free_port
+from core.broker import EmbeddedBroker, free_port, terminate
 from core.errors import PipelineError
 from isin_pipeline.topics import create_all
 
@@ -203,11 +203,4 @@ def _wait_for_interrupt(worker: subprocess.Popen[bytes]) -> None:
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=timeout)
+    terminate(proc, timeout)

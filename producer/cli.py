@@ -1,32 +1,33 @@
-"""``isin-pipeline produce``, ``schedule`` and ``runs``."""
+"""``isin-pipeline produce``, ``schedule``, ``runs`` and ``sources``."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
-from core.console import table_console
 from core.errors import ConfigError, PipelineError
 from core.kafka.topics import ensure_topics
-from producer.download import Downloader, RetryPolicy, redact_url
+from producer import reports
+from producer.download import Credentials, Downloader, RetryPolicy, redact_url
 from producer.progress import RunProgress
 from producer.reading import FORMATS, ReadHints
 from producer.run import RunContext, RunPlan, RunSummary, execute
 from producer.runs import RunLog, RunWriter
-from producer.schedule import Schedule, parse_duration, parse_slot
+from producer.schedule import Schedule, parse_slot
+from producer.scheduler import SourceSpec
 from producer.settings import ProducerSettings
+from producer.sources_file import Sources, flag_source, load_sources, parse_sources, read_hints
 from schemas import make_serde
 
 logger = logging.getLogger(__name__)
@@ -41,57 +42,52 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         description="One run: download an ISIN list, validate every row, publish valid ISINs as Avro events "
         "keyed by ISIN and bad rows to the dead-letter topic, as one transaction. Prints one JSON summary line. "
         "With --cron/--every/--slot the run belongs to a scheduled slot and is skipped if that slot is done or "
-        "running elsewhere (safe when a cron system starts it twice).",
+        "running elsewhere (safe when a cron system starts it twice). With --sources FILE --only NAME, one run of "
+        "a configured source, for its latest slot (a Kubernetes CronJob per source, or by hand).",
     )
     _source_arguments(p)
+    p.add_argument("--only", metavar="NAME", help="with --sources: the source to run")
     slot = p.add_mutually_exclusive_group()
     slot.add_argument("--slot", metavar="ISO8601", help="the slot this run is for (default: now, a one-off run)")
     slot.add_argument("--every", metavar="DURATION", help="the slot is the latest multiple of DURATION (24h, 15m)")
     slot.add_argument("--cron", metavar="EXPR", help='the slot is the latest time of a cron expression ("15 7 * * *")')
-    p.add_argument("--tz", default="UTC", help="time zone of --cron (IANA name, default UTC)")
+    p.add_argument("--tz", help="time zone of --cron (IANA name, default UTC)")
     p.set_defaults(func=cmd_produce)
 
     s = sub.add_parser(
         "schedule",
-        help="run a list on a schedule, once per slot, with leader election among replicas",
-        description="A long-running scheduler. Replicas elect a leader through a Kafka consumer group; the "
-        "leader runs each slot once, remembering every run in the runs topic.",
+        help="run every source of a sources file (or one --source) on its schedule, spread over the replicas",
+        description="A long-running scheduler. Replicas join one Kafka consumer group and share the sources: "
+        "each source belongs to a partition of the scheduler topic, and a replica runs the sources of its "
+        "partitions, each slot once, remembering every run in the runs topic. The sources file is reloaded "
+        "when it changes (and on SIGHUP).",
     )
     _source_arguments(s)
-    when = s.add_mutually_exclusive_group(required=True)
+    when = s.add_mutually_exclusive_group()
     when.add_argument("--every", metavar="DURATION", help="run every DURATION (24h, 15m, 30s), from 00:00 UTC")
     when.add_argument("--cron", metavar="EXPR", help='run at the times of a cron expression, e.g. "15 7 * * *"')
-    s.add_argument("--tz", default="UTC", help="time zone of --cron (IANA name, default UTC)")
+    s.add_argument("--tz", help="time zone of --cron (IANA name, default UTC)")
     s.add_argument(
         "--catch-up",
         choices=["latest", "none"],
-        default="latest",
         help="after downtime: run the latest missed slot once (default), or wait for the next",
     )
     s.add_argument(
         "--retry-failed-after",
-        default="10m",
         metavar="DURATION",
         help="retry a failed run of the latest slot after this long; 0 never (default 10m)",
     )
     s.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     s.add_argument("--metrics-host", default="127.0.0.1", help="interface of the metrics server (default 127.0.0.1)")
     s.set_defaults(func=cmd_schedule)
-
-    r = sub.add_parser(
-        "runs",
-        help="show the run history from the runs topic",
-        description="The runs topic read to its end: one line per run, its slot, status, counts and reason.",
-    )
-    r.add_argument("--source", metavar="NAME", help="only this source (its name, or the URL it was named after)")
-    r.add_argument(
-        "--format", choices=["table", "json"], default="table", help="a table for people, or JSON lines (default table)"
-    )
-    r.set_defaults(func=cmd_runs)
+    reports.add_parsers(sub)
 
 
 def _source_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", required=True, metavar="URL", help="http(s):// or file:// URL of the ISIN list")
+    parser.add_argument("--source", metavar="URL", help="http(s):// or file:// URL of the ISIN list")
+    parser.add_argument(
+        "--sources", metavar="FILE", help="a sources file (TOML): its sources' own settings instead of these flags"
+    )
     _reader_arguments(parser)
     parser.add_argument(
         "--source-name",
@@ -146,22 +142,12 @@ def _reader_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def hints_from_args(args: argparse.Namespace) -> ReadHints:
-    isin_at = None
-    if args.isin_at:
-        try:
-            first, last = (int(x) for x in args.isin_at.split(":"))
-        except ValueError:
-            raise ConfigError(f"--isin-at {args.isin_at!r}: expected START:END, e.g. 10:21") from None
-        isin_at = (first, last)
-    delimiter = args.delimiter.replace("\\t", "\t") if args.delimiter else None
-    if delimiter is not None and len(delimiter) != 1:
-        raise ConfigError(f"--delimiter {args.delimiter!r}: one character")
-    return ReadHints(
+    return read_hints(
         format=args.list_format,
         column=args.column,
-        isin_at=isin_at,
+        isin_at=args.isin_at,
         encoding=args.encoding,
-        delimiter=delimiter,
+        delimiter=args.delimiter,
         sheet=args.sheet,
         header_row=args.header_row,
     )
@@ -180,33 +166,40 @@ def settings_from_args(args: argparse.Namespace) -> ProducerSettings:
 
 
 @contextmanager
-def run_context(settings: ProducerSettings, source: str, stop: Callable[[], str | None]) -> Iterator[RunContext]:
-    """Topics checked, clients built: everything a run needs, for the duration of a command."""
+def clients(
+    settings: ProducerSettings, label: str, stop: Callable[[], str | None]
+) -> Iterator[tuple[RunContext, Callable[[Credentials | None, int | None], Downloader]]]:
+    """Topics checked, clients built: everything runs need, for the duration of a command; and a
+    maker of downloaders with a source's own credentials and size limit (one HTTP client)."""
     ensure_topics(settings, settings.topics())
     serde = make_serde(settings.schema_registry_config())
     # No credentials on the client and no redirects by httpx: the downloader adds the source's
     # credentials only to requests for the source's own origin, and follows redirects itself.
     client = httpx.Client(timeout=settings.http_timeout(), follow_redirects=False)
-    downloader = Downloader(
-        client,
-        policy=RetryPolicy(settings.http_retries, settings.http_backoff_s, settings.http_backoff_max_s),
-        max_bytes=settings.http_max_bytes,
-        spool_dir=settings.spool_dir,
-        credentials=settings.credentials(),
-        deadline_s=settings.http_deadline_s,
-    )
+
+    def downloader(credentials: Credentials | None = None, max_bytes: int | None = None) -> Downloader:
+        return Downloader(
+            client,
+            policy=RetryPolicy(settings.http_retries, settings.http_backoff_s, settings.http_backoff_max_s),
+            max_bytes=max_bytes or settings.http_max_bytes,
+            spool_dir=settings.spool_dir,
+            credentials=settings.credentials() if credentials is None else credentials,
+            deadline_s=settings.http_deadline_s,
+        )
+
     runs = RunLog(settings, serde)
     try:
-        with client, RunProgress(source) as progress:
-            yield RunContext(
+        with client, RunProgress(label) as progress:
+            ctx = RunContext(
                 settings=settings,
-                downloader=downloader,
+                downloader=downloader(),
                 serde=serde,
                 runs=runs,
                 writer=RunWriter(settings, serde),
                 progress=progress,
                 should_stop=stop,
             )
+            yield ctx, downloader
     finally:
         runs.close()
 
@@ -241,24 +234,63 @@ def plan_slot(args: argparse.Namespace, now: datetime) -> datetime:
     if args.slot:
         return parse_slot(args.slot)
     if args.every or args.cron:
-        return Schedule.parse(args.every, args.cron, args.tz).latest(now)
+        return Schedule.parse(args.every, args.cron, args.tz or "UTC").latest(now)
     return now.replace(microsecond=0)
+
+
+_RUN_FLAGS = (  # noqa: SIM905 - a list of words
+    "source_name list_format column isin_at encoding delimiter sheet header_row max_bytes max_delete_fraction "
+    "deadline every cron tz catch_up retry_failed_after allow_shrink force_publish"
+).split()
+
+
+def _from_file(args: argparse.Namespace, allowed: tuple[str, ...] = ()) -> None:
+    """With --sources, a source's settings come from the file: refuse the flags that would override them."""
+    if args.source:
+        raise ConfigError("give --source URL or --sources FILE, not both")
+    given = [dest for dest in _RUN_FLAGS if dest not in allowed and getattr(args, dest, None)]
+    if given:
+        flags = ", ".join("--" + d.removeprefix("list_").replace("_", "-") for d in given)
+        raise ConfigError(f"{flags}: with --sources, set this in the sources file ({args.sources})")
+
+
+def _produce_plan(
+    args: argparse.Namespace, settings: ProducerSettings, source: str
+) -> tuple[RunPlan, Credentials | None, int | None]:
+    now = datetime.now(UTC)
+    if args.sources:
+        _from_file(args, allowed=("allow_shrink", "force_publish"))
+        if not args.only:
+            raise ConfigError("--sources needs --only NAME: the source to run")
+        spec = load_sources(args.sources, safety=settings.safety()).runnable(args.only)
+        slot = parse_slot(args.slot) if args.slot else spec.schedule.latest(now)
+        policy = replace(spec.safety, allow_shrink=spec.safety.allow_shrink or args.allow_shrink)
+        plan = replace(spec.plan(slot, take_over=False), force_publish=spec.force_publish or args.force_publish)
+        return replace(plan, policy=policy), spec.credentials, spec.max_bytes
+    if args.only:
+        raise ConfigError("--only NAME needs --sources FILE")
+    if not args.source:
+        raise ConfigError("give --source URL, or --sources FILE --only NAME")
+    plan = RunPlan(
+        args.source,
+        source,
+        plan_slot(args, now),
+        force_publish=args.force_publish,
+        hints=hints_from_args(args),
+        policy=settings.safety(allow_shrink=args.allow_shrink),
+    )
+    return plan, None, None
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
     """One run; exactly one JSON summary on stdout, whatever happens."""
-    source = args.source_name or redact_url(args.source)
+    source = args.only if args.sources else args.source_name or redact_url(args.source or "")
     try:
         settings = settings_from_args(args)
-        plan = RunPlan(
-            args.source,
-            source,
-            plan_slot(args, datetime.now(UTC)),
-            force_publish=args.force_publish,
-            hints=hints_from_args(args),
-            policy=settings.safety(allow_shrink=args.allow_shrink),
-        )
-        with stop_on_signals() as stop, run_context(settings, source, _stop_reason(stop)) as ctx:
+        plan, credentials, max_bytes = _produce_plan(args, settings, source)
+        with stop_on_signals() as stop, clients(settings, source, _stop_reason(stop)) as (ctx, downloader):
+            if credentials is not None or max_bytes is not None:
+                ctx = replace(ctx, downloader=downloader(credentials, max_bytes))
             summary = execute(ctx, plan)
     except PipelineError as exc:
         # The run's own summary says how far it got; before a run started, one that says why not.
@@ -287,86 +319,60 @@ def _print_summary(summary: Any) -> None:
     sys.stdout.flush()
 
 
+def _one_source(args: argparse.Namespace, settings: ProducerSettings) -> SourceSpec:
+    """``schedule --source URL --every|--cron``: the flags as a source, checked as in a sources file."""
+    if not args.source:
+        raise ConfigError("give --sources FILE, or --source URL with --every or --cron")
+    return flag_source(
+        args.source,
+        args.source_name,
+        hints_from_args(args),
+        settings.safety(allow_shrink=args.allow_shrink),
+        args.force_publish,
+        every=args.every,
+        cron=args.cron,
+        tz=args.tz,
+        catch_up=args.catch_up,
+        retry_failed_after=args.retry_failed_after,
+    )
+
+
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from producer.leader import LeaderElection
+    from producer.fleet import SourcesWatcher, default_group, fleet_of_one, reload_on_sighup, serve
     from producer.metrics import RunMetrics
-    from producer.scheduler import SchedulePolicy, Scheduler
 
     settings = settings_from_args(args)
-    source = args.source_name or redact_url(args.source)
-    retry = 0.0 if args.retry_failed_after.strip() in ("0", "0s") else parse_duration(args.retry_failed_after)
-    policy = SchedulePolicy(Schedule.parse(args.every, args.cron, args.tz), args.catch_up, retry_failed_after_s=retry)
+    topic = settings.scheduler_topic().name
+    watcher = None
+    if args.sources:
+        _from_file(args)
+        sources = load_sources(args.sources, safety=settings.safety())
+
+        def load(data: bytes, where: str) -> Sources:
+            return parse_sources(data, where, safety=settings.safety())
+
+        watcher = SourcesWatcher(args.sources, sources, load, settings.scheduler_reload_poll_s)
+        group = settings.scheduler_group or default_group(topic)
+    else:
+        sources = fleet_of_one(_one_source(args, settings))
+        group = settings.scheduler_group or default_group(topic, sources.sources[0].name)
     metrics = RunMetrics()
     if args.metrics_port is not None:
         metrics.serve(args.metrics_port, args.metrics_host)
-    with stop_on_signals() as stop, run_context(settings, source, _stop_reason(stop)) as ctx:
-        group = f"{settings.kafka_client_id}-scheduler.{_slug(source)}"
-        election = LeaderElection(
-            settings.confluent_config(),
-            group,
-            settings.scheduler_topic().name,
-            settings.scheduler_session_timeout_s,
-            on_change=lambda leader: metrics.leader.labels(source).set(1 if leader else 0),
-        ).start()
-        try:
-            scheduler = Scheduler(
-                ctx,
-                args.source,
-                source,
-                policy,
-                election,
-                metrics,
-                stop,
-                args.allow_shrink,
-                args.force_publish,
-                hints=hints_from_args(args),
-                safety=settings.safety(),
-            )
-            code = scheduler.run()
-        finally:
-            election.stop()
+    with (
+        stop_on_signals() as stop,
+        reload_on_sighup() as reload,
+        clients(settings, "scheduler", _stop_reason(stop)) as (ctx, downloader),
+    ):
+        code = serve(
+            ctx,
+            sources,
+            group=group,
+            metrics=metrics,
+            stop=stop,
+            downloader_for=downloader,
+            watcher=watcher,
+            reload=reload,
+        )
     logger.info("scheduler stopped")
     return code
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:100]
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    settings = ProducerSettings()
-    log = RunLog(settings, make_serde(settings.schema_registry_config()))
-    try:
-        log.refresh()
-    finally:
-        log.close()
-    source = None
-    if args.source:
-        source = args.source if any(r.source == args.source for r in log.records) else redact_url(args.source)
-    history = log.history(source)
-    if args.format == "json":
-        for run in history:
-            sys.stdout.write(json.dumps(run.to_json()) + "\n")
-        return 0
-    from rich.table import Table
-
-    table = Table(title=f"runs of {source}" if source else "runs")
-    for column in ("slot", "source", "status", "run", "started", "took", "valid", "invalid", "published", "reason"):
-        table.add_column(column)
-    for run in history:
-        took = "" if run.finished_at is None else f"{(run.finished_at - run.started_at) / 1000:.1f}s"
-        started = datetime.fromtimestamp(run.started_at / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(
-            run.slot,
-            run.source,
-            run.status,
-            run.run_id,
-            started,
-            took,
-            str(run.valid),
-            str(run.invalid),
-            str(run.published),
-            run.reason or "",
-        )
-    table_console().print(table)
-    return 0

@@ -124,6 +124,19 @@ class RetryPolicy:
         return rng.uniform(0, min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1)))
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One attempt at a download, as its answer is read."""
+
+    safe: str
+    """The URL asked for, redacted."""
+    attempt: int
+    progress: Progress | None
+    deadline: float | None
+    final_url: str
+    """Where the answer came from after redirects, redacted."""
+
+
 class _Retry(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -255,7 +268,7 @@ class Downloader:
                         seen.append(target)
                         url = target
                         continue
-                    return self._answer(response, safe, attempt, progress, deadline, redact_url(url))
+                    return self._answer(response, _Attempt(safe, attempt, progress, deadline, redact_url(url)))
                 finally:
                     response.close()
         except httpx.TimeoutException as exc:
@@ -265,46 +278,22 @@ class Downloader:
         except httpx.TransportError as exc:
             raise _Retry(f"{type(exc).__name__}: {redact(str(exc)) or 'connection failed'}") from exc
 
-    def _answer(
-        self,
-        resp: httpx.Response,
-        safe: str,
-        attempt: int,
-        progress: Progress | None,
-        deadline: float | None,
-        final_url: str,
-    ) -> Download:
+    def _answer(self, resp: httpx.Response, at: _Attempt) -> Download:
         status = resp.status_code
         if status == 304:
-            logger.info("%s: 304 Not Modified", safe)
-            return Download(
-                None,
-                0,
-                None,
-                resp.headers.get("ETag"),
-                resp.headers.get("Last-Modified"),
-                attempt,
-                status,
-                "not-modified",
-                final_url,
-            )
+            logger.info("%s: 304 Not Modified", at.safe)
+            etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+            return Download(None, 0, None, etag, modified, at.attempt, status, "not-modified", at.final_url)
         if status in RETRY_STATUSES:
             raise _Retry(f"HTTP {status} {resp.reason_phrase}", _retry_after(resp.headers.get("Retry-After")))
         if status >= 400:
-            raise SourceError(f"{safe}: HTTP {status} {resp.reason_phrase}")
+            raise SourceError(f"{at.safe}: HTTP {status} {resp.reason_phrase}")
         if status != 200:
-            raise SourceError(f"{safe}: unexpected HTTP {status} {resp.reason_phrase}")
-        return self._spool(resp, safe, attempt, progress, deadline, final_url)
+            raise SourceError(f"{at.safe}: unexpected HTTP {status} {resp.reason_phrase}")
+        return self._spool(resp, at)
 
-    def _spool(
-        self,
-        resp: httpx.Response,
-        safe: str,
-        attempt: int,
-        progress: Progress | None,
-        deadline: float | None,
-        final_url: str,
-    ) -> Download:
+    def _spool(self, resp: httpx.Response, at: _Attempt) -> Download:
+        safe, deadline, progress = at.safe, at.deadline, at.progress
         declared = _content_length(resp.headers.get("Content-Length"))
         if declared is not None and declared > self._max_bytes:
             raise SourceError(f"{safe}: Content-Length {declared} is larger than the limit of {self._max_bytes} bytes")
@@ -338,18 +327,9 @@ class Downloader:
             path.unlink(missing_ok=True)
             raise SourceError(f"{safe}: unsupported Content-Encoding {encoding!r}")
         # A gzip Content-Encoding is left in place: the list reader opens gzip by its magic bytes.
-        logger.info("%s: downloaded %d bytes in %d attempt(s), framed by %s", safe, written, attempt, framing)
-        return Download(
-            path,
-            written,
-            digest.hexdigest(),
-            resp.headers.get("ETag"),
-            resp.headers.get("Last-Modified"),
-            attempt,
-            resp.status_code,
-            framing,
-            final_url,
-        )
+        logger.info("%s: downloaded %d bytes in %d attempt(s), framed by %s", safe, written, at.attempt, framing)
+        etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+        return Download(path, written, digest.hexdigest(), etag, modified, at.attempt, 200, framing, at.final_url)
 
     def _copy_local(self, src: Path, progress: Progress | None) -> Download:
         try:

@@ -115,6 +115,7 @@ class ProducerSettings(KafkaSettings):
             f"{self.topic_runs}.schedulers",
             self.scheduler_partitions,
             {"cleanup.policy": "delete", "retention.ms": "3600000", "retention.bytes": "-1"},
+            partitions_setting="SCHEDULER_PARTITIONS",
         )
 
     def safety(self, allow_shrink: bool = False) -> SafetyPolicy:

@@ -24,6 +24,8 @@ class TopicSpec:
     config: Mapping[str, str] = field(default_factory=dict)
     must_match_partitions: bool = True
     """Fail if an existing topic has another partition count (co-partitioned topics)."""
+    partitions_setting: str = "TOPIC_PARTITIONS"
+    """The setting its partition count comes from, for the error that says what to change."""
 
 
 def pipeline_topics(s: KafkaSettings) -> list[TopicSpec]:
@@ -89,7 +91,7 @@ def check_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: float
         if have != spec.partitions and spec.must_match_partitions:
             raise BrokerError(
                 f"topic {spec.name} has {have} partitions, the configuration says {spec.partitions}: "
-                "set TOPIC_PARTITIONS to match, or recreate the topic"
+                f"set {spec.partitions_setting} to match, or recreate the topic"
             )
 
 
@@ -110,8 +112,8 @@ def ensure_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: floa
         have = len(topic.partitions)
         if spec.must_match_partitions and have != spec.partitions:
             raise BrokerError(
-                f"topic {spec.name} has {have} partitions but TOPIC_PARTITIONS={spec.partitions}; "
-                "the raw and current topics must be co-partitioned: set TOPIC_PARTITIONS to match"
+                f"topic {spec.name} has {have} partitions but {spec.partitions_setting}={spec.partitions}; "
+                f"set {spec.partitions_setting} to match, or recreate the topic"
             )
     missing = [spec for spec in specs if spec.name not in existing or existing[spec.name].error]
     if not missing:

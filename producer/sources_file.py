@@ -1,0 +1,338 @@
+"""The sources file: every list a scheduler fleet runs, in one TOML file.
+
+::
+
+    [defaults]                  # applies to every source
+    tz = "UTC"
+    max_delete_fraction = 0.05
+
+    [sources.nse]
+    url = "https://example.org/EQUITY_L.csv"
+    cron = "30 18 * * 1-5"
+    tz = "Asia/Kolkata"
+
+    [sources.gleif]
+    url = "https://example.org/isin-lei.zip"
+    every = "24h"
+    headers = { "X-Api-Key" = "${GLEIF_API_KEY}" }    # from the environment
+
+Read with ``tomllib``, validated with pydantic. Every error is reported at once, each naming
+its source and key (``sources.nse.cron: bad cron expression '61 * * * *'``). Secrets are never
+in the file: ``password``, ``bearer_token``, a password in the URL and header values (but for
+a few plain ones such as ``Accept``) must name environment variables, ``${NAME}``, read when
+the file is loaded; a literal value is an error, and so is a variable that is not set. A
+source's name is the ``<source>`` of its run records, and maps it to a partition of the
+scheduler topic (``source_partition``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import ValidationError
+
+from core.errors import ConfigError
+from producer.download import Credentials, redact_url
+from producer.reading import ReadHints
+from producer.safety import SafetyPolicy
+from producer.schedule import Schedule
+from producer.scheduler import SchedulePolicy, SourceFields, SourceSpec
+
+logger = logging.getLogger(__name__)
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
+PLAIN_HEADERS = frozenset({"accept", "accept-language", "cache-control", "from", "referer", "user-agent"})
+"""Header values that are no secret and may be written in the file."""
+_FROM_ENV = ("url", "username", "password", "bearer_token")
+_SECRETS = ("password", "bearer_token")
+
+
+class SourcesError(ConfigError):
+    """The sources file is invalid: ``errors`` holds every error, each naming its source and key."""
+
+    def __init__(self, where: str, errors: list[str]) -> None:
+        self.where = where
+        self.errors = errors
+        super().__init__(f"{where}: {len(errors)} error{'s' if len(errors) > 1 else ''}: {'; '.join(errors)}")
+
+
+KEYS = tuple(SourceFields.model_fields)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """A valid sources file: its sources, by name."""
+
+    where: str
+    sources: tuple[SourceSpec, ...]
+    digest: str
+    """SHA-256 of the file's bytes."""
+
+    def enabled(self) -> list[SourceSpec]:
+        return [s for s in self.sources if s.enabled]
+
+    def get(self, name: str) -> SourceSpec | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def runnable(self, name: str) -> SourceSpec:
+        """The enabled source ``name``, for a run by hand or by a CronJob; ConfigError if there is none."""
+        spec = self.get(name)
+        if spec is None:
+            raise ConfigError(f"no source {name!r} in {self.where}; its sources: {', '.join(self.names())}")
+        if not spec.enabled:
+            raise ConfigError(f"source {name!r} is disabled in {self.where} (enabled = false)")
+        return spec
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+
+def load_sources(
+    path: str | Path, environ: Mapping[str, str] | None = None, safety: SafetyPolicy | None = None
+) -> Sources:
+    """Read and validate a sources file; SourcesError with every error found."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SourcesError(str(path), [f"cannot read the sources file: {exc.strerror or exc}"]) from None
+    return parse_sources(data, str(path), environ, safety)
+
+
+def parse_sources(
+    data: bytes, where: str, environ: Mapping[str, str] | None = None, safety: SafetyPolicy | None = None
+) -> Sources:
+    env = os.environ if environ is None else environ
+    base = safety or SafetyPolicy()
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SourcesError(where, [f"not a valid TOML file: {exc}"]) from None
+    errors = [
+        f"{key}: unknown key; a sources file has a [defaults] table and [sources.NAME] tables"
+        for key in doc
+        if key not in ("defaults", "sources")
+    ]
+    defaults = _defaults(doc.get("defaults", {}), env, errors)
+    tables = doc.get("sources")
+    if not isinstance(tables, dict) or not tables:
+        errors.append("sources: no sources: add a [sources.NAME] table with a url and every or cron")
+        tables = {}
+    specs = [spec for name, raw in tables.items() if (spec := _source(name, raw, defaults, env, base, errors))]
+    if errors:
+        raise SourcesError(where, errors)
+    return Sources(where, tuple(sorted(specs, key=lambda s: s.name)), hashlib.sha256(data).hexdigest())
+
+
+def _defaults(raw: Any, env: Mapping[str, str], errors: list[str]) -> dict[str, Any]:
+    """``[defaults]`` with its invalid keys left out (their errors reported once, here)."""
+    if not isinstance(raw, dict):
+        errors.append("defaults: expected a table, [defaults]")
+        return {}
+    found: list[str] = []
+    if "url" in raw:
+        found.append("defaults.url: a URL belongs to a source, not to the defaults")
+    found += _literal_secrets("defaults", raw)
+    resolved = _resolve_env("defaults", raw, env, found)
+    try:
+        SourceFields.model_validate(resolved)
+    except ValidationError as exc:
+        found += _messages("defaults", exc)
+    errors += found
+    bad = {m.split(":", 1)[0].removeprefix("defaults.").split(".", 1)[0] for m in found}
+    return {k: v for k, v in raw.items() if k not in bad}
+
+
+def _source(
+    name: str, raw: Any, defaults: dict[str, Any], env: Mapping[str, str], base: SafetyPolicy, errors: list[str]
+) -> SourceSpec | None:
+    where = f"sources.{name}"
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: expected a table, [sources.{name}]")
+        return None
+    found: list[str] = []
+    if not _NAME.match(name):
+        found.append(
+            f"{where}: a source name is at most 200 letters, digits and . _ : / -, starting with a letter or digit"
+        )
+    inherited = {k: v for k, v in defaults.items() if not ({"every", "cron"} & raw.keys() and k in ("every", "cron"))}
+    merged = {**inherited, **raw}  # a source's own schedule replaces the defaults' one
+    if isinstance(defaults.get("headers"), dict) and isinstance(raw.get("headers"), dict):
+        merged["headers"] = {**defaults["headers"], **raw["headers"]}
+    if "url" not in merged:
+        found.append(f"{where}.url: missing: the list's http://, https:// or file:// URL")
+    if "every" in merged and "cron" in merged:
+        which = "every" if "every" in raw else "cron"
+        found.append(f"{where}.{which}: give one of every and cron, not both")
+    elif "every" not in merged and "cron" not in merged:
+        found.append(f'{where}.every: no schedule: give every (e.g. "24h") or cron (e.g. "30 18 * * 1-5")')
+    if ("username" in merged) != ("password" in merged):
+        found.append(f"{where}.{'password' if 'username' in merged else 'username'}: give both username and password")
+    found += _literal_secrets(where, merged)
+    resolved = _resolve_env(where, merged, env, found)
+    fields = None
+    try:
+        fields = SourceFields.model_validate(resolved)
+    except ValidationError as exc:
+        found += _messages(where, exc)
+    errors += found
+    if found or fields is None:
+        return None
+    return _spec(name, fields, base, resolved)
+
+
+def _spec(name: str, f: SourceFields, base: SafetyPolicy, resolved: dict[str, Any]) -> SourceSpec:
+    assert f.url is not None
+    schedule = Schedule(every_s=f.every, cron=f.cron, tz=f.tz or "UTC")
+    retry = 600.0 if f.retry_failed_after is None else f.retry_failed_after
+    headers = dict(f.headers or {})
+    if f.bearer_token:
+        headers["Authorization"] = f"Bearer {f.bearer_token}"
+    auth = httpx.BasicAuth(f.username, f.password) if f.username and f.password else None
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
+    return SourceSpec(
+        name=name,
+        url=f.url,
+        policy=SchedulePolicy(schedule, f.catch_up or "latest", retry_failed_after_s=retry),
+        hints=_hints(f),
+        safety=SafetyPolicy(
+            max_delete_fraction=_or(f.max_delete_fraction, base.max_delete_fraction),
+            max_unreadable_fraction=_or(f.max_unreadable_fraction, base.max_unreadable_fraction),
+            max_invalid_jump=_or(f.max_invalid_jump, base.max_invalid_jump),
+            allow_shrink=bool(f.allow_shrink),
+        ),
+        force_publish=bool(f.force_publish),
+        deadline_s=f.deadline,
+        max_bytes=f.max_bytes,
+        credentials=Credentials(headers, auth),
+        enabled=f.enabled is not False,
+        digest=digest,
+    )
+
+
+def _hints(f: SourceFields) -> ReadHints:
+    return ReadHints(
+        format=f.format,
+        column=f.column,
+        isin_at=f.isin_at,
+        encoding=f.encoding,
+        delimiter=f.delimiter,
+        sheet=f.sheet,
+        header_row=f.header_row,
+    )
+
+
+def read_hints(**values: Any) -> ReadHints:
+    """Reader hints from the command line's flags (``isin_at="231:242"``), checked as in a sources file."""
+    return _hints(_flags(values))
+
+
+def flag_source(
+    url: str, name: str | None, hints: ReadHints, safety: SafetyPolicy, force_publish: bool, **schedule: str | None
+) -> SourceSpec:
+    """``schedule --source URL --every|--cron``: a source from the command line's flags, checked as in a file."""
+    f = _flags({"url": url, **schedule})
+    if f.every is None and f.cron is None:
+        raise ConfigError("--source needs --every DURATION or --cron EXPR")
+    retry = 600.0 if f.retry_failed_after is None else f.retry_failed_after
+    return SourceSpec(
+        name=name or redact_url(url),
+        url=url,
+        policy=SchedulePolicy(
+            Schedule(f.every, f.cron, f.tz or "UTC"), f.catch_up or "latest", retry_failed_after_s=retry
+        ),
+        hints=hints,
+        safety=safety,
+        force_publish=force_publish,
+    )
+
+
+def _flags(values: dict[str, Any]) -> SourceFields:
+    try:
+        return SourceFields.model_validate({k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        errors = [m.split(":", 1) for m in _messages("", exc)]  # ".isin_at: ..." -> "--isin-at: ..."
+        flags = [("--source" if key == ".url" else "--" + key[1:].replace("_", "-"), msg) for key, msg in errors]
+        raise ConfigError("; ".join(f"{flag}:{msg}" for flag, msg in flags)) from None
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _literal_secrets(where: str, raw: dict[str, Any]) -> list[str]:
+    """Secrets written in the file instead of taken from the environment."""
+    hint = 'a literal secret: put it in an environment variable and write "${NAME}"'
+    found = [f"{where}.{k}: {hint}" for k in _SECRETS if isinstance(raw.get(k), str) and not _ENV_REF.search(raw[k])]
+    headers = raw.get("headers")
+    if isinstance(headers, dict):
+        found += [
+            f"{where}.headers.{h}: {hint}"
+            for h, v in headers.items()
+            if isinstance(v, str) and h.lower() not in PLAIN_HEADERS and not _ENV_REF.search(v)
+        ]
+    url = raw.get("url")
+    if isinstance(url, str):
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password and not _ENV_REF.search(password):
+            found.append(f"{where}.url: a password in the URL is {hint}")
+    return found
+
+
+def _resolve_env(where: str, raw: dict[str, Any], env: Mapping[str, str], errors: list[str]) -> dict[str, Any]:
+    """``${NAME}`` in the URL, credentials and header values, replaced from the environment."""
+
+    def resolve(key: str, value: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if not env.get(name):
+                errors.append(f"{where}.{key}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _ENV_REF.sub(one, value)
+
+    out = dict(raw)
+    for key in _FROM_ENV:
+        if isinstance(out.get(key), str):
+            out[key] = resolve(key, out[key])
+    if isinstance(out.get("headers"), dict):
+        out["headers"] = {h: resolve(f"headers.{h}", v) if isinstance(v, str) else v for h, v in out["headers"].items()}
+    return out
+
+
+def _messages(where: str, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        key = ".".join(str(x) for x in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            msg = "unknown key" + (f"; did you mean {close[0]!r}?" if close else f"; the keys are {', '.join(KEYS)}")
+        out.append(f"{where}.{key}: {msg}")
+    return out
+
+
+def changes(old: Sources, new: Sources) -> tuple[list[str], list[str], list[str]]:
+    """The names of the sources added, removed and changed (enabled or not) from ``old`` to ``new``."""
+    before = {s.name: s.digest for s in old.sources}
+    after = {s.name: s.digest for s in new.sources}
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(n for n in set(before) & set(after) if before[n] != after[n])
+    return added, removed, changed
