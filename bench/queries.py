@@ -13,16 +13,18 @@ def queries(api: str, keys: list[str], clients: int = 16, total: int = 20_000) -
     import aiohttp
 
     latencies: list[float] = []
-    errors = 0
+    errors: dict[int, int] = {}
+    sample: list[str] = []
 
     async def client(session: aiohttp.ClientSession, n: int, rng: random.Random) -> None:
-        nonlocal errors
         for _ in range(n):
             started = time.perf_counter()
             async with session.get(f"{api}/isins/{rng.choice(keys)}") as resp:
-                await resp.read()
+                body = await resp.read()
                 if resp.status != 200:
-                    errors += 1
+                    errors[resp.status] = errors.get(resp.status, 0) + 1
+                    if len(sample) < 3:
+                        sample.append(body[:300].decode(errors="replace"))
             latencies.append(time.perf_counter() - started)
 
     async def main() -> float:
@@ -34,7 +36,7 @@ def queries(api: str, keys: list[str], clients: int = 16, total: int = 20_000) -
 
     seconds = asyncio.run(main())
     if errors:
-        raise BenchError(f"{errors} queries did not answer 200")
+        raise BenchError(f"queries did not answer 200: {errors} (by status), e.g. {sample}")
     latencies.sort()
     return {
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 3),

@@ -104,7 +104,7 @@ def run(rows: int, skip_peer: bool, counts: list[int], tmp: Path) -> dict[str, A
             "wall_s": p1["wall_s"],
             "peak_rss_mb": p1["peak_rss_mb"],
         }
-        apps = {n: Workers(envs[n], tmp / f"app-{n}w", n) for n in counts}
+        apps = {n: Workers(envs[n], tmp / f"app-{n}w", n, PARTITIONS) for n in counts}
         peer = None if skip_peer else Peer(bootstrap, base["TOPIC_RAW"], suffix, tmp / "quix-state")
         days: dict[int, dict[str, dict[str, Any]]] = {n: {} for n in counts}
         quix: dict[str, Any] = {}

@@ -124,18 +124,36 @@ class Worker:
 class Workers:
     """One or more stream workers of one app, each with its own state directory and port."""
 
-    def __init__(self, env: dict[str, str], tmp: Path, count: int) -> None:
+    def __init__(self, env: dict[str, str], tmp: Path, count: int, partitions: int) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.members = [Worker(env, tmp / f"state-{i}", tmp / f"worker-{i}.log") for i in range(count)]
+        self.partitions = partitions
 
     @property
     def api(self) -> str:
         return self.members[0].api
 
     def start(self) -> float:
+        """Start every member; returns when the group has settled: every member ready at once,
+        owning its share of the partitions. A member that is ready alone, before the others
+        joined, would give up partitions in the rebalance that follows, and its queries meanwhile
+        answer 503 (rebalancing)."""
         for member in self.members:
             member.launch()
-        return max(member.wait_ready() for member in self.members)
+        for member in self.members:
+            member.wait_ready()
+
+        def settled() -> bool:
+            owned: list[int] = []
+            for member in self.members:
+                status, body = get_json(f"{member.api}/healthz", timeout=5)
+                if status != 200:
+                    return False
+                owned.extend(body["partitions"])
+            return sorted(owned) == list(range(self.partitions))
+
+        wait_for(f"{len(self.members)} worker(s) to share the {self.partitions} partitions", settled, 600, 0.05)
+        return time.perf_counter()
 
     def stats(self) -> dict[str, Any]:
         """The app's /stats (any worker answers for all) with the dedup counters summed."""

@@ -1,12 +1,19 @@
-"""ISIN validation with python-stdnum: format, length, country code and check digit.
+"""ISIN validation with python-stdnum: format, length and check digit; the prefix is reported.
 
-stdnum is the authority. Its ``isin.validate`` costs about 7.6 µs a call here, half of the
-producer's CPU time on a GLEIF-sized list (see the README's Performance section), so valid
-ISINs take a fast path that applies the same rules with C-level string operations:
+An ISIN (ISO 6166) is two letters, nine letters or digits, and a check digit. The two letters
+are a country code or a code that ANNA or a numbering agency gives (``XS``, ``EU``, ``QS`` …).
+python-stdnum also checks them against its own list of prefixes, which lags the agencies: the
+London Stock Exchange lists bonds under ``QQ`` codes with a right check digit that stdnum
+refuses. A list is mirrored as its publisher ships it, so an ISIN of the right shape and check
+digit is valid whatever its prefix; ``known_prefix`` says whether stdnum knows the prefix, and
+the producer counts, logs and reports the ones it does not (``unknown_prefixes`` in the run
+summary). Two characters that are not letters are no prefix at all: ``INVALID_COUNTRY``.
+
+stdnum is the authority for the rest. Its ``isin.validate`` costs about 7.6 µs a call here,
+half of the producer's CPU time on a GLEIF-sized list (see the README's Performance section),
+so valid ISINs take a fast path that applies the same rules with C-level string operations:
 
 - the format (two letters, nine letters or digits, one digit) by one compiled regex;
-- the country code against the set of prefixes stdnum accepts, asked of stdnum itself once
-  per prefix;
 - the check digit by the Luhn sum over the digits (A=10 ... Z=35), summed with ``bytes``
   tables instead of a Python loop.
 
@@ -18,6 +25,7 @@ hundreds of thousands of generated near-misses.
 from __future__ import annotations
 
 import re
+import string
 from enum import StrEnum
 from functools import cache
 
@@ -37,6 +45,7 @@ class RowError(StrEnum):
     INVALID_FORMAT = "INVALID_FORMAT"
     INVALID_LENGTH = "INVALID_LENGTH"
     INVALID_COUNTRY = "INVALID_COUNTRY"
+    """The first two characters are not letters (an unknown pair of letters is valid: see above)."""
     INVALID_CHECK_DIGIT = "INVALID_CHECK_DIGIT"
     MISSING_ISIN = "MISSING_ISIN"
     MALFORMED_ROW = "MALFORMED_ROW"
@@ -60,20 +69,29 @@ _DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
 
 
 @cache
-def _country_ok(prefix: str) -> bool:
-    """Whether stdnum accepts this two-letter prefix (asked once per prefix)."""
-    try:
-        stdnum_isin.validate(stdnum_isin.from_natid(prefix, "0"))
-    except InvalidComponent:
-        return False
-    except ValidationError:
-        return True  # not a country problem
-    return True
+def known_prefixes() -> frozenset[str]:
+    """The two-letter prefixes python-stdnum knows: ISO 3166 countries and agencies' codes."""
+    known = set()
+    for a in string.ascii_uppercase:
+        for b in string.ascii_uppercase:
+            try:
+                stdnum_isin.validate(stdnum_isin.from_natid(a + b, "0"))
+            except InvalidComponent:
+                continue
+            except ValidationError:
+                pass  # not a prefix problem
+            known.add(a + b)
+    return frozenset(known)
+
+
+def known_prefix(isin: str) -> bool:
+    """Whether python-stdnum knows the prefix of this (valid, compact) ISIN."""
+    return isin[:2] in known_prefixes()
 
 
 def _fast_valid(text: str) -> bool:
-    """True only if ``text`` is a valid ISIN in compact form by stdnum's rules."""
-    if len(text) != 12 or _SHAPE.fullmatch(text) is None or not _country_ok(text[:2]):
+    """True only if ``text`` is a valid ISIN in compact form: shape and check digit."""
+    if len(text) != 12 or _SHAPE.fullmatch(text) is None:
         return False
     digits = text.translate(_TO_DIGITS).encode()[::-1]  # rightmost (the check digit) first
     kept, doubled = digits[0::2], digits[1::2]
@@ -107,9 +125,19 @@ def _validate_slow(value: str) -> str:
             RowError.INVALID_CHECK_DIGIT,
             f"{compact}: check digit is {compact[-1]}, expected {expected}",
         ) from None
-    except InvalidComponent:
+    except InvalidComponent:  # a prefix stdnum does not know: valid if it is letters and the check digit is right
         compact = stdnum_isin.compact(text)
-        raise InvalidIsin(RowError.INVALID_COUNTRY, f"{compact}: unknown country code {compact[:2]!r}") from None
+        if not compact[:2].isalpha() or not compact[:2].isascii():
+            raise InvalidIsin(
+                RowError.INVALID_COUNTRY, f"{compact}: {compact[:2]!r} is not a country code (two letters)"
+            ) from None
+        expected = stdnum_isin.calc_check_digit(compact[:-1])
+        if compact[-1] != expected:
+            raise InvalidIsin(
+                RowError.INVALID_CHECK_DIGIT,
+                f"{compact}: check digit is {compact[-1]}, expected {expected}",
+            ) from None
+        return str(compact)
     except InvalidLength:
         compact = stdnum_isin.compact(text)
         raise InvalidIsin(

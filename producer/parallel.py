@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from core.isin import InvalidIsin, RowError, validate_isin
+from core.isin import InvalidIsin, RowError, known_prefixes, validate_isin
 from producer.distinct import BUCKETS
 from producer.reading import BadRow, Row
 from producer.reading.columns import TableLayout
@@ -90,6 +90,7 @@ class RangeResult:
     invalid: int = 0
     unreadable: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+    unknown_prefixes: dict[str, int] = field(default_factory=dict)
     buckets: list[bytes] = field(default_factory=list)
     """The valid ISINs as ``producer.distinct`` packs them, one array's bytes per bucket."""
     raw_bad: list[str] = field(default_factory=list)
@@ -158,6 +159,7 @@ def read_range(job: Job) -> RangeResult:
     shape = RowShape(job.layout, job.delimiter, job.sections)
     encode = EventEncoder(None, "", job.source, job.run_id, job.published_at, header=job.header)
     source = job.source
+    known, unknown = known_prefixes(), out.unknown_prefixes
     buckets = [array("Q") for _ in range(BUCKETS)]
     mask = BUCKETS - 1
     keys: list[bytes] = []
@@ -191,6 +193,8 @@ def read_range(job: Job) -> RangeResult:
             continue
         out.valid += 1
         out.last_bad = False
+        if isin[:2] not in known:
+            unknown[isin[:2]] = unknown.get(isin[:2], 0) + 1
         attributes = item.attributes
         value_bytes = encode(isin, number, attributes, content_hash(source, attributes))
         keys.append(isin.encode())

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ParseError
-from core.isin import InvalidIsin, validate_isin
+from core.isin import InvalidIsin, known_prefixes, validate_isin
 from core.kafka import partition_for
 from producer.distinct import DistinctCounter
 from producer.publish import Publisher
@@ -43,6 +43,8 @@ class ReadResult:
     unreadable: int = 0
     distinct: int = 0
     invalid_by_reason: dict[str, int] = field(default_factory=dict)
+    unknown_prefixes: dict[str, int] = field(default_factory=dict)
+    """Valid rows whose ISIN has a prefix python-stdnum does not know (``QQ`` …), by prefix."""
     layout: dict[str, Any] = field(default_factory=dict)
     column: str = ""
     column_by: Any = None
@@ -136,6 +138,14 @@ def publish_list(path: Path, run: ListRun, result: ReadResult, progress: RowProg
         result.distinct = state.distinct.count()
     finally:
         state.distinct.close()
+    if result.unknown_prefixes:
+        logger.warning(
+            "%s: %d valid ISINs have a prefix that is not a country or agency code python-stdnum knows (%s); "
+            "published as listed",
+            run.source,
+            sum(result.unknown_prefixes.values()),
+            ", ".join(f"{prefix}: {n}" for prefix, n in sorted(result.unknown_prefixes.items())),
+        )
     if progress is not None:
         progress(result.rows)
     if result.valid == 0:
@@ -153,6 +163,7 @@ def _publish_rows(state: _Publishing, reader: ListFile, progress: RowProgress | 
     encode_event = state.encode_event
     source = run.source
     joiner = str(result.layout.get("delimiter", ","))
+    known, unknown = known_prefixes(), result.unknown_prefixes
     batch: list[dict[str, bytes]] = []
     isins: list[str] = []
     rows = valid = invalid = unreadable = 0
@@ -176,6 +187,8 @@ def _publish_rows(state: _Publishing, reader: ListFile, progress: RowProgress | 
                 continue
             last_bad = False
             valid += 1
+            if isin[:2] not in known:
+                unknown[isin[:2]] = unknown.get(isin[:2], 0) + 1
             attributes = item.attributes
             value = encode_event(isin, item.line, attributes, content_hash(source, attributes))
             batch.append({"key": isin.encode(), "value": value})
@@ -247,6 +260,8 @@ def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProg
             result.valid += part.valid
             result.invalid += part.invalid
             result.unreadable += part.unreadable
+            for prefix, n in part.unknown_prefixes.items():
+                result.unknown_prefixes[prefix] = result.unknown_prefixes.get(prefix, 0) + n
             for line, raw, error, reason in part.dead:
                 state.dead(line, raw, error, reason)
             for raw in part.raw_bad:

@@ -65,6 +65,8 @@ class RunSummary:
     layout: dict[str, Any] = field(default_factory=dict)
     """What the reader detected: format, encoding, sheets, header row, ISIN column and how."""
     invalid_by_reason: dict[str, int] = field(default_factory=dict)
+    unknown_prefixes: dict[str, int] = field(default_factory=dict)
+    """Valid ISINs published whose prefix python-stdnum does not know (``QQ`` …), by prefix."""
     doubts: list[str] = field(default_factory=list)
     """Why a suspicious run published no deletions."""
     kept: int = 0
@@ -355,4 +357,5 @@ def _take(summary: RunSummary, read: ReadResult) -> None:
     summary.unreadable, summary.distinct = read.unreadable, read.distinct
     summary.layout = read.layout
     summary.invalid_by_reason = read.invalid_by_reason
+    summary.unknown_prefixes = read.unknown_prefixes
     summary.kept = len(read.kept)
