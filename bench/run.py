@@ -5,7 +5,7 @@ day 1 and day 2 as zips served over loopback HTTP):
 
 1. limits: raw produce of pre-encoded events, raw consume without decoding (confluent-kafka);
 2. producer: `isin-pipeline produce` of day 1, rows/s from HTTP to committed, peak RSS;
-3. stream: for each worker count of --workers (1 and 2 by default), an app of that many workers
+3. stream: for each worker count of --workers (`make bench`: 1 and 2), an app of that many workers
    catching up on day 1 (all new), day 2 (changes, deletes, adds) and an identical re-run, each
    produced while the workers were stopped, timed from the first event to caught up; each count
    is its own app (consumer group and compacted topic) on the same raw events, side by side;
@@ -28,6 +28,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -189,12 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: .venv-peer is missing: run `make bench` (it creates it) or pass --skip-peer", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="isin-bench-") as tmp:
-        try:
-            result = run(args.rows, args.skip_peer, counts, Path(tmp))
-        except BenchError as exc:
-            print(f"bench: FAILED: {exc}", file=sys.stderr)
-            return 1
+    tmp = Path(tempfile.mkdtemp(prefix="isin-bench-"))
+    try:
+        result = run(args.rows, args.skip_peer, counts, tmp)
+    except BenchError as exc:
+        # the lists, the broker's and every worker's log stay for the post-mortem
+        print(f"bench: FAILED: {exc}\nbench: logs and state kept in {tmp}", file=sys.stderr)
+        return 1
+    shutil.rmtree(tmp, ignore_errors=True)
     result["machine"] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

@@ -63,6 +63,7 @@ class DedupStats:
     sweeps: int = 0
     sweeps_skipped: int = 0
     reindexed_runs: int = 0
+    redelivered: int = 0  # records delivered again that the table held already: skipped
     first_event_at: float = 0.0  # wall-clock time this worker began its first batch
     last_event_at: float = 0.0  # ... and committed its latest one
 
@@ -111,7 +112,13 @@ class Dedup:
             return
         if not self.stats.first_event_at:
             self.stats.first_event_at = time.time()
-        self._seen.begin_batch(partition, records[0].offset)
+        applied = self._seen.begin_batch(partition, records[0].offset)
+        if applied >= 0:  # delivered again: the table holds these already (see stream_app/seen.py)
+            again = sum(1 for r in records if r.offset <= applied)
+            self.stats.redelivered += again
+            records = records[again:]
+            if not records:
+                return
         pending: dict[bytes, bytes | None] = {}
         seen_runs: dict[bytes, list[bytes]] = {}
         stats = self._batch = DedupStats()
@@ -255,7 +262,7 @@ class Dedup:
         finished = marker["finished_at"]
         at_ms = int(finished.timestamp() * 1000) if hasattr(finished, "timestamp") else int(finished)
         deleted = await self._sweep(partition, run_id, source, at_ms)
-        self._seen.drop(partition, run_id)
+        self._seen.finish(partition, run_id, offset)
         self.stats.sweeps += 1
         logger.info(
             "run %s of %s: partition %d swept, %d listings removed (%d events in the run)",

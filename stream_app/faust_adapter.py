@@ -297,9 +297,11 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         return out
 
     def _new_offset(self, tp: TP) -> int | None:
-        # Relies on: Faust's commit loop asking _new_offset(tp) for the offset to commit of tp.
+        # Relies on: Faust's commit loop asking _new_offset(tp) for the offset to commit of tp,
+        # and committing it only if it is past the committed one (_should_commit). Kept, not
+        # popped: a commit that fails (a rebalance) is tried again, not lost until the next batch.
         if tp.topic in self._handlers:
-            return self._batch_next.pop(tp, None)
+            return self._batch_next.get(tp)
         return super()._new_offset(tp)  # type: ignore[no-any-return]
 
     async def wait_empty(self) -> None:

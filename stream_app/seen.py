@@ -8,6 +8,14 @@ The index is only trusted for a run if this worker processed the partition conti
 from the run's first event (the *epoch* of the partition). After a restart that resumed
 where it stopped, it still is; after the partition came from another worker, it is not,
 and the sweep first re-reads the run's events from the raw topic.
+
+It also keeps the last raw offset this worker applied to its table in each partition.
+Delivery is at least once: after a restart (or a rebalance that kept the partition here)
+Kafka delivers again from the last *committed* offset, which can be behind what the table
+already holds. Those records are skipped, never applied twice: an end-of-run marker applied
+again would sweep with its run's keys already dropped, and delete every listing of its
+source in the partition. A sweep drops its run's keys and moves the last applied offset to
+its marker in one write batch, so no crash can leave one done without the other.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ class SeenIndex:
         opts.create_if_missing(True)
         self._db = Rdict(str(path), opts)
         self._fresh: set[int] = set()
+        self._applied: dict[int, int] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -48,17 +57,37 @@ class SeenIndex:
         """The partitions may have been processed elsewhere since we last saw them."""
         self._fresh.update(partitions)
 
-    def begin_batch(self, partition: int, first_offset: int) -> None:
-        """Called before a batch; starts a new epoch if continuity with our last batch is unproven."""
-        if partition not in self._fresh:
-            return
-        self._fresh.discard(partition)
-        last = self._int(_LAST + _p(partition))
-        if last is None or first_offset > last + 1:
-            self._db.put(_EPOCH + _p(partition), str(first_offset).encode())
-            logger.info(
-                "seen index: partition %d epoch starts at offset %d (last indexed: %s)", partition, first_offset, last
-            )
+    def begin_batch(self, partition: int, first_offset: int) -> int:
+        """Called before a batch; starts a new epoch if continuity with our last batch is unproven.
+
+        Returns the last offset of the partition this worker applied already, if the batch
+        starts at or below it (records delivered again, to be skipped), else -1."""
+        if partition in self._fresh:
+            self._fresh.discard(partition)
+            self._applied.pop(partition, None)
+            last = self._int(_LAST + _p(partition))
+            if last is None or first_offset > last + 1:
+                self._db.put(_EPOCH + _p(partition), str(first_offset).encode())
+                logger.info(
+                    "seen index: partition %d epoch starts at offset %d (last indexed: %s)",
+                    partition,
+                    first_offset,
+                    last,
+                )
+            elif first_offset <= last:
+                self._applied[partition] = last
+                logger.info(
+                    "partition %d: offsets %d to %d were applied here already (delivered again after a "
+                    "restart or rebalance); skipping them",
+                    partition,
+                    first_offset,
+                    last,
+                )
+        applied = self._applied.get(partition, -1)
+        if applied >= 0 and first_offset > applied:
+            del self._applied[partition]
+            return -1
+        return applied
 
     def record(self, partition: int, keys_by_run: dict[str, list[bytes]], last_offset: int) -> None:
         wb = WriteBatch(raw_mode=True)
@@ -94,9 +123,13 @@ class SeenIndex:
             yield key[n:]
             it.next()
 
-    def drop(self, partition: int, run_id: str) -> None:
+    def finish(self, partition: int, run_id: str, marker_offset: int) -> None:
+        """The run was swept at its marker: drop its keys and mark the marker applied, atomically."""
         prefix = _prefix(partition, run_id)
-        self._db.delete_range(prefix, prefix[:-1] + b"\x01")
+        wb = WriteBatch(raw_mode=True)
+        wb.delete_range(prefix, prefix[:-1] + b"\x01")
+        wb.put(_LAST + _p(partition), str(marker_offset).encode())
+        self._db.write(wb)
 
     def _int(self, key: bytes) -> int | None:
         raw = self._db.get(key)

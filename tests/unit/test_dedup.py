@@ -194,6 +194,33 @@ def test_continuity_after_a_restart_needs_no_reread(h: Harness) -> None:
     assert h.dedup.stats.deleted == 0
 
 
+def test_records_delivered_again_after_a_restart_are_not_applied_twice(h: Harness) -> None:
+    """A worker stopped after a sweep and before its offsets were committed: on restart Kafka
+    delivers again from the last commit (at least once). The run's keys were dropped from the
+    index with the sweep; a marker applied again would find every listing unseen."""
+    h.feed(h.event(AAPL), h.event(SIE), h.event(NESN), h.marker("A", "r1", 0, 3))  # offsets 0-3
+    h.feed(h.event(AAPL, run="r2"), h.event(SIE, run="r2"), h.marker("A", "r2", 4, 2))  # 4-6: NESN is gone
+    assert h.current(NESN) is None and h.dedup.stats.deleted == 1
+    sent = len(h.output.sent)
+
+    h.seen.on_assigned([0])  # restart; the last commit was at offset 5
+    h.next_offset = 5
+    h.feed(h.event(SIE, run="r2"), h.marker("A", "r2", 4, 2))
+    assert h.current(AAPL) is not None and h.current(SIE) is not None
+    assert (h.dedup.stats.deleted, h.dedup.stats.redelivered) == (1, 2)
+
+    h.seen.on_assigned([0])  # restart; nothing was ever committed: both runs come again
+    h.next_offset = 0
+    h.feed(h.event(AAPL), h.event(SIE), h.event(NESN), h.marker("A", "r1", 0, 3))
+    h.feed(h.event(AAPL, run="r2"), h.event(SIE, run="r2"), h.marker("A", "r2", 4, 2))
+    assert h.current(NESN) is None, "the source no longer lists it: a replayed r1 must not bring it back"
+    assert len(h.output.sent) == sent, "nothing emitted for records the table held already"
+    assert h.dedup.stats.redelivered == 2 + 7
+
+    h.feed(h.event(NESN, run="r3"))  # offset 7: new records are applied again
+    assert h.current(NESN) is not None and h.dedup.stats.new == 4
+
+
 def test_bad_records_are_rejected_and_skipped(h: Harness) -> None:
     good = h.event(AAPL)
     wrong_key = h.event(SIE)
