@@ -48,11 +48,11 @@ $(PEER_VENV)/.installed: bench/requirements-peer.txt
 
 # make bench [ROWS=9300000]: figures as ratios to this machine's limits and to the peer
 bench: $(VENV)/.installed $(PEER_VENV)/.installed
-	$(BIN)/python -m bench.run --rows $(ROWS) --workers 1,2 --out $(BENCH_OUT)
+	$(BIN)/python -m bench.run --rows $(ROWS) --workers 1,2 --e2e --out $(BENCH_OUT)
 
 # what CI runs: the whole benchmark on a small list, checked for correctness, not speed
 bench-smoke: $(VENV)/.installed $(PEER_VENV)/.installed
-	$(BIN)/python -m bench.run --rows 20000 --out bench/results/smoke.json
+	$(BIN)/python -m bench.run --rows 20000 --workers 1,2 --e2e --out bench/results/smoke.json
 
 clean:
 	rm -rf $(VENV) $(PEER_VENV) state .pytest_cache .mypy_cache .ruff_cache

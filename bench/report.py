@@ -69,4 +69,13 @@ def report(r: dict[str, Any]) -> None:
     table.add_row(
         "queries, one worker", f"p50 {q['p50_ms']} ms, {q['rps']:,} req/s ({q['clients']} clients)", "", "", ""
     )
+    e2e = r.get("e2e")
+    if e2e:
+        table.add_row(
+            f"day 1 end to end, {e2e['workers']} worker(s)",
+            f"{e2e['seconds']} s ({e2e['rows_per_s']:,} rows/s)",
+            "",
+            "",
+            "",
+        )
     Console(stderr=True).print(table)

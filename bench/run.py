@@ -10,14 +10,15 @@ day 1 and day 2 as zips served over loopback HTTP):
    produced while the workers were stopped, timed from the first event to caught up; each count
    is its own app (consumer group and compacted topic) on the same raw events, side by side;
 4. peer: the same dedup with Quix Streams (bench/peer_quix.py, in .venv-peer);
-5. queries: GET /isins/{isin} from 16 concurrent clients over 10k random keys, for each count.
+5. queries: GET /isins/{isin} from 16 concurrent clients over 10k random keys, for each count;
+6. with --e2e, a day end to end: day 1 again, on new topics, published while the workers keep up.
 
 Every figure is also printed as a ratio to the limits, the peer or one worker measured in the
 same run: absolute numbers on a shared 2-core machine are noise. Correctness is checked as it goes
 (the table and the compacted topic must reach the generator's counts) and a failed check fails the
 run. Results go to bench/results/latest.json.
 
-    python -m bench.run [--rows 1000000] [--workers 1,2] [--skip-peer] [--out bench/results/latest.json]
+    python -m bench.run [--rows 1000000] [--workers 1,2] [--skip-peer] [--e2e] [--out bench/results/latest.json]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from bench.limits import limits
 from bench.peer import Peer
 from bench.queries import queries
 from bench.report import DAYS, TARGETS, ratios, report, scaling
-from bench.stages import Workers, catch_up, create_topics, produce
+from bench.stages import Workers, catch_up, create_topics, end_to_end, produce
 from core.broker import EmbeddedBroker
 from core.kafka import KafkaSettings
 from isin_pipeline.demo import serve_directory
@@ -64,7 +65,7 @@ def check_day(label: str, s: dict[str, Any], isins: int, new: int, changed: int,
         )
 
 
-def run(rows: int, skip_peer: bool, counts: list[int], tmp: Path) -> dict[str, Any]:
+def run(rows: int, skip_peer: bool, counts: list[int], tmp: Path, e2e: bool = False) -> dict[str, Any]:
     log(f"generating {rows} rows, day 1 and day 2")
     day1, day2 = make_days(rows, tmp)
     server = serve_directory(tmp)
@@ -162,6 +163,13 @@ def run(rows: int, skip_peer: bool, counts: list[int], tmp: Path) -> dict[str, A
             else:
                 result["queries"][f"p50_ms_{n}w"], result["queries"][f"p99_ms_{n}w"] = q["p50_ms"], q["p99_ms"]
                 result["queries"][f"rps_{n}w"] = q["rps"]
+        if e2e:
+            n = counts[-1]
+            log(f"end to end: day 1 published while {n} worker(s) keep up")
+            env = {k: v.replace(f"bench-{suffix}", f"bench-{suffix}-e2e") for k, v in envs[n].items()}
+            create_topics(env)
+            workers = Workers(env, tmp / "app-e2e", n, PARTITIONS)
+            result["e2e"] = end_to_end(env, workers, f"{base_url}/day1.csv.zip", day1["rows"], PARTITIONS)
         return result
     finally:
         server.shutdown()
@@ -180,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--skip-peer", action="store_true", help="do not run the Quix Streams peer")
     parser.add_argument("--workers", default="1", help="worker counts to measure side by side, e.g. 1,2 (default 1)")
+    parser.add_argument(
+        "--e2e",
+        action="store_true",
+        help="also time a day end to end: published while the workers (the largest --workers count) keep up",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the lists, logs and state even when the run passes")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)
     counts = sorted({int(n) for n in args.workers.split(",")})
@@ -192,12 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="isin-bench-"))
     try:
-        result = run(args.rows, args.skip_peer, counts, tmp)
+        result = run(args.rows, args.skip_peer, counts, tmp, args.e2e)
     except BenchError as exc:
         # the lists, the broker's and every worker's log stay for the post-mortem
         print(f"bench: FAILED: {exc}\nbench: logs and state kept in {tmp}", file=sys.stderr)
         return 1
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.keep:
+        print(f"bench: logs and state kept in {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     result["machine"] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

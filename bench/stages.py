@@ -209,3 +209,32 @@ def catch_up(workers: Workers, events: int, markers: int) -> dict[str, Any]:
         "isins": stats["isins"],
         "dedup": dedup,
     }
+
+
+def end_to_end(env: dict[str, str], workers: Workers, url: str, rows: int, markers: int) -> dict[str, Any]:
+    """A day as it runs in production: the workers are up, the producer publishes, the workers
+    keep up as it goes. Timed from the start of the download to the table caught up."""
+    workers.start()
+    try:
+        started = time.perf_counter()
+        summary = produce(env, url, "--source-name", "gleif-bench")
+        if summary["valid"] != rows:
+            raise BenchError(f"end to end: {summary['valid']} valid rows, expected {rows}")
+
+        def done() -> dict[str, Any] | None:
+            stats = workers.stats()
+            d = stats.get("dedup")
+            return stats if d and d["new"] >= rows and d["markers"] >= markers else None
+
+        stats = wait_for(f"{rows} new ISINs in the table", done, 3600, 0.05)
+        seconds = time.perf_counter() - started
+    finally:
+        workers.stop()
+    if stats["isins"] != rows:
+        raise BenchError(f"end to end: the table holds {stats['isins']} ISINs, expected {rows}")
+    return {
+        "seconds": round(seconds, 1),
+        "rows_per_s": round(rows / seconds),
+        "producer_s": summary["wall_s"],
+        "workers": len(workers.members),
+    }

@@ -8,6 +8,9 @@ access from the environment.
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from faust.types import TP
@@ -17,11 +20,11 @@ from stream_app.context import StreamContext
 from stream_app.dedup import Dedup
 from stream_app.faust_adapter import (
     BatchingApp,
+    RestartStickyAssignor,
     forbid_auto_create_topics,
     standby_applied,
     standby_progress,
     table_offsets,
-    wipe_if_ahead,
 )
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
@@ -58,6 +61,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         consumer_max_fetch_size=settings.fetch_max_bytes,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=settings.standby_replicas,
+        PartitionAssignor=RestartStickyAssignor,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
         topic_allow_declare=False,  # topics come from `isin-pipeline topics create`, never from Faust
@@ -150,6 +154,34 @@ def _rebuild_if_ahead(settings: StreamSettings, table: Any) -> None:
     topic = settings.topic_current
     ends = end_offsets(settings.confluent_config(), [(topic, p) for p in partitions])
     wipe_if_ahead(settings.state_dir, applied, {p: ends[(topic, p)] for p in partitions}, topic)
+
+
+def wipe_if_ahead(state_dir: Path, applied: Mapping[int, int], ends: Mapping[int, int], topic: str) -> bool:
+    """Delete the local state if it holds changes the broker does not have; True if it did.
+
+    That happens when the broker lost data (the embedded, memory-only broker restarted
+    empty): Faust's recovery would stop with a ConsistencyError, and the table would hold
+    records the compacted topic no longer has. The broker is the truth: rebuild from it.
+    """
+    ahead = {p: (off, ends.get(p, 0)) for p, off in applied.items() if off >= ends.get(p, 0)}
+    if not ahead:
+        return False
+    shown = ", ".join(
+        f"partition {p} at offset {off}, the broker ends at {end}" for p, (off, end) in sorted(ahead.items())
+    )
+    logger.warning(
+        "local state in %s is ahead of the broker's %s (%s): the broker lost data (restarted empty?); "
+        "deleting the local state and rebuilding the table from what the broker has",
+        state_dir,
+        topic,
+        shown,
+    )
+    for child in state_dir.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    return True
 
 
 def check_topics(settings: StreamSettings) -> None:

@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import faust
+from faust.assignor.client_assignment import ClientAssignment, ClientMetadata
+from faust.assignor.partition_assignor import PartitionAssignor
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -81,34 +82,6 @@ def table_offsets(table: Any, partitions: list[int]) -> dict[int, int]:
     return out
 
 
-def wipe_if_ahead(state_dir: Path, applied: Mapping[int, int], ends: Mapping[int, int], topic: str) -> bool:
-    """Delete the local state if it holds changes the broker does not have; True if it did.
-
-    That happens when the broker lost data (the embedded, memory-only broker restarted
-    empty): Faust's recovery would stop with a ConsistencyError, and the table would hold
-    records the compacted topic no longer has. The broker is the truth: rebuild from it.
-    """
-    ahead = {p: (off, ends.get(p, 0)) for p, off in applied.items() if off >= ends.get(p, 0)}
-    if not ahead:
-        return False
-    shown = ", ".join(
-        f"partition {p} at offset {off}, the broker ends at {end}" for p, (off, end) in sorted(ahead.items())
-    )
-    logger.warning(
-        "local state in %s is ahead of the broker's %s (%s): the broker lost data (restarted empty?); "
-        "deleting the local state and rebuilding the table from what the broker has",
-        state_dir,
-        topic,
-        shown,
-    )
-    for child in state_dir.iterdir():
-        if child.is_dir():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-    return True
-
-
 def standby_progress(app: Any, tp: TP) -> tuple[bool, int | None]:
     """(whether ``tp`` is a standby partition of this worker, the last changelog offset applied).
 
@@ -136,6 +109,64 @@ def partition_db(store: Any, partition: int) -> Any:
     at a time, with the changelog offset under ``Store.offset_key``.
     """
     return store._db_for_partition(partition)
+
+
+class RestartStickyAssignor(PartitionAssignor):
+    """Faust's assignor, sticky across restarts: a worker gets back the partitions whose state it
+    keeps on disk, instead of a fresh deal that moves half of them to a worker that must then
+    restore them from the changelog before it serves (seconds for nothing; with a large table,
+    minutes).
+
+    Faust's assignor keeps what each member reports it holds (``ClientMetadata.assignment`` in
+    the member's subscription), but a restarted member reports nothing, and one left alone for
+    a while (the others restarting one at a time) reports everything. This one saves its
+    assignment in the state directory on every rebalance of a group of two or more, and
+    reports the saved share while it has no other (restarted) or holds everything alone: the
+    cluster's assignor then gives each member back its share. A wiped state directory takes
+    the file with it. Relies on: ``PartitionAssignor._metadata`` (the ClientMetadata that
+    ``metadata()`` sends), ``_assignment``, ``changelog_distribution`` and ``on_assignment``.
+    """
+
+    FILE = "assignment.json"
+
+    def __init__(self, app: Any, replicas: int = 0) -> None:
+        super().__init__(app, replicas)
+        self._saved_path = Path(app.conf.datadir) / self.FILE
+        self._share: ClientAssignment | None = None  # the last share saved
+        self._claiming = True  # restarted, or alone: report the share, not what it holds
+        try:
+            self._share = ClientAssignment.loads(self._saved_path.read_bytes())
+        except FileNotFoundError:
+            pass
+        except Exception as exc:  # a damaged file costs stickiness, never a start
+            logger.warning("ignoring the saved assignment %s: %s", self._saved_path, exc)
+
+    @property
+    def _metadata(self) -> ClientMetadata:
+        metadata: ClientMetadata = super()._metadata
+        if not self._claiming or self._share is None:
+            return metadata
+        return ClientMetadata(
+            assignment=self._share,
+            url=metadata.url,
+            changelog_distribution=metadata.changelog_distribution,
+            external_topic_distribution=metadata.external_topic_distribution,
+            topic_groups=metadata.topic_groups,
+        )
+
+    def on_assignment(self, assignment: Any) -> None:
+        super().on_assignment(assignment)
+        self._claiming = len(self.changelog_distribution) < 2 and self._share is not None
+        if self._claiming:
+            return  # alone for now: keep claiming the share it had in the group
+        self._share = self._assignment
+        try:
+            self._saved_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._saved_path.with_suffix(".tmp")
+            tmp.write_bytes(self._share.dumps())
+            tmp.replace(self._saved_path)
+        except OSError as exc:
+            logger.warning("could not save the assignment to %s: %s", self._saved_path, exc)
 
 
 # -- the batching consumer -----------------------------------------------------------------

@@ -68,3 +68,30 @@ def test_two_workers_answer_every_key_and_survive_a_kill(
     took = time.monotonic() - started
     print(f"\nafter SIGKILL of one worker, all keys answered again on the other in {took:.1f}s")
     assert w2.stats()["isins"] == 15460
+
+
+def test_restarted_workers_get_back_the_partitions_whose_state_they_keep(
+    pipeline: Pipeline, list_server: ListServer
+) -> None:
+    """A rolling restart must not deal the partitions afresh: a worker given another's partitions
+    restores them from the changelog before it serves, for nothing."""
+    w1, w2 = pipeline.worker("w1").start(), pipeline.worker("w2").start()
+    w1.wait_healthy()
+    w2.wait_healthy()
+    assert pipeline.produce(list_server.url(f"/data/{NSDL}")).returncode == 0
+    pipeline.wait_processed(15460, markers=pipeline.partitions)
+
+    def owned() -> list[frozenset[int]] | None:
+        sets = [frozenset(w.get("/healthz")[1].get("partitions", [])) for w in (w1, w2)]
+        whole = sets[0] | sets[1] == frozenset(range(pipeline.partitions))
+        return sets if sets[0] and sets[1] and not sets[0] & sets[1] and whole else None
+
+    before = wait_for("both workers to share the partitions", owned, timeout=60)
+    # one at a time, as a rolling restart does: w2 holds everything while w1 is away
+    for worker in (w1, w2):
+        worker.stop()
+        worker.start()
+        worker.wait_healthy()
+    after = wait_for("both workers to share the partitions again", owned, timeout=90)
+    assert after == before
+    assert w1.stats()["isins"] == 15460

@@ -158,3 +158,67 @@ def test_the_recovery_state_the_standby_path_updates(app: Any) -> None:
     assert recovery.standby_remaining()[tp] == 30
     source = inspect.getsource(sys.modules[Recovery.__module__])
     assert "consumer, assigned_standby_tps, standby_offsets" in source, "Faust no longer seeks standbys from them"
+
+
+def test_a_restarted_worker_claims_the_partitions_it_saved_and_a_lone_one_saves_nothing(
+    tmp_path: Path,
+) -> None:
+    """RestartStickyAssignor: what it reports before its first assignment, and what it saves."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+    from faust.assignor.client_assignment import ClientAssignment, ClientMetadata
+    from faust.assignor.partition_assignor import PartitionAssignor
+
+    from stream_app.app import create_app
+    from stream_app.faust_adapter import RestartStickyAssignor
+    from stream_app.settings import StreamSettings
+
+    assert isinstance(inspect.getattr_static(PartitionAssignor, "_metadata"), property)
+    assert "self._metadata.dumps()" in inspect.getsource(PartitionAssignor.metadata)
+    saved = ClientAssignment(actives={"isin.events": [1, 3]}, standbys={"isin.current": [0, 2]})
+    (tmp_path / RestartStickyAssignor.FILE).write_bytes(saved.dumps())
+    app = create_app(StreamSettings(state_dir=tmp_path), check_state=False)
+    try:
+        assignor = app.assignor
+        assert isinstance(assignor, RestartStickyAssignor)
+        assert assignor._metadata.assignment.actives == {"isin.events": [1, 3]}
+        url = str(app.conf.canonical_url)
+
+        def deliver(actives: dict[str, list[int]], hosts: list[str]) -> None:
+            mine = ClientAssignment(actives=actives, standbys={})
+            metadata = ClientMetadata(
+                assignment=mine,
+                url=url,
+                changelog_distribution={h: {} for h in hosts},
+                external_topic_distribution={},
+                topic_groups={},
+            )
+            protocol = sorted(mine.kafka_protocol_assignment(app.tables))
+            assignor.on_assignment(ConsumerProtocolMemberAssignment(0, protocol, assignor._compress(metadata.dumps())))
+
+        # left alone (the other worker restarting): it takes everything, but claims its share
+        deliver({"isin.events": [0, 1, 2, 3]}, [url])
+        assert ClientAssignment.loads((tmp_path / RestartStickyAssignor.FILE).read_bytes()).actives == saved.actives
+        assert assignor._metadata.assignment.actives == saved.actives
+        # in a group of two it saves its share, and reports what it has
+        deliver({"isin.events": [0, 2]}, [url, "http://other:6066"])
+        assert ClientAssignment.loads((tmp_path / RestartStickyAssignor.FILE).read_bytes()).actives == {
+            "isin.events": [0, 2]
+        }
+        assert assignor._metadata.assignment.actives == {"isin.events": [0, 2]}
+        deliver({"isin.events": [0, 1, 2, 3]}, [url])
+        assert assignor._metadata.assignment.actives == {"isin.events": [0, 2]}
+    finally:
+        app.loop.close()
+
+
+def test_a_damaged_saved_assignment_costs_stickiness_not_a_start(tmp_path: Path) -> None:
+    from stream_app.app import create_app
+    from stream_app.faust_adapter import RestartStickyAssignor
+    from stream_app.settings import StreamSettings
+
+    (tmp_path / RestartStickyAssignor.FILE).write_bytes(b"{not json")
+    app = create_app(StreamSettings(state_dir=tmp_path), check_state=False)
+    try:
+        assert app.assignor._metadata.assignment.actives == {}
+    finally:
+        app.loop.close()
