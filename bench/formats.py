@@ -1,12 +1,16 @@
 """Reading speed and memory of every list format, on the real samples, against delimited text.
 
     python -m bench.formats [--out bench/results/formats.json]
+    python -m bench.formats --large 300000 [--out bench/results/formats-large.json]
+
 
 Each sample is read through ``producer.reading.ListFile`` (detection included) in a fresh
 process, repeated until a second has passed, so that the figure is rows per second of the
 reader alone (no Kafka). Peak memory is the process's VmHWM. Figures are printed as ratios to
 the delimited-text baseline measured in the same run (the NSDL list), because absolute numbers
-on a shared machine move by a quarter from run to run.
+on a shared machine move by a quarter from run to run. ``--large N`` reads lists of N rows
+written from a real one in each streamed format (bench/formats_large.py) instead: the speed at
+size, and whether memory stays flat.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +53,7 @@ while True:
 took = time.perf_counter() - started
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(json.dumps({"rows": rows // reads, "reads": reads, "rows_per_s": rows / took, "peak_rss_mb": peak / 1024,
-                  "format": reader.detected.format}))
+                  "format": reader.detected.format, "detected": reader.detected.as_dict()}, default=str))
 """
 
 
@@ -66,9 +71,21 @@ def measure(path: Path, hints: dict[str, str]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "formats.json")
+    parser.add_argument("--large", type=int, metavar="ROWS", help="read lists of ROWS rows written from a real one")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    results = {name: measure(path, HINTS.get(name, {})) for name, path in SAMPLES.items()}
+    if args.large:
+        from bench.formats_large import write_all
+
+        with tempfile.TemporaryDirectory(prefix="isin-formats-") as tmp:
+            files = write_all(Path(tmp), args.large)
+            results = {
+                name: {**measure(path, {}), "mb": round(path.stat().st_size / 2**20, 1)} for name, path in files.items()
+            }
+        out = args.out or ROOT / "bench" / "results" / "formats-large.json"
+    else:
+        results = {name: measure(path, HINTS.get(name, {})) for name, path in SAMPLES.items()}
+        out = args.out or ROOT / "bench" / "results" / "formats.json"
     base = results["csv (baseline)"]["rows_per_s"]
     print(f"{'sample':32} {'format':7} {'rows':>7} {'rows/s':>10} {'x csv':>6} {'peak MB':>8}")
     for name, r in results.items():
@@ -77,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:32} {r['format']:7} {r['rows']:>7} {r['rows_per_s']:>10,.0f} {r['x_csv']:>6.2f} "
             f"{r['peak_rss_mb']:>8.1f}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

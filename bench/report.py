@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 DAYS = ("day1", "day2", "rerun")
+FULL_DAY_ROWS = 9_300_000
 TARGETS = {
     "producer_vs_raw_produce": 0.5,
     "day1_vs_raw_consume": 0.1,
@@ -43,7 +44,27 @@ def report(r: dict[str, Any]) -> None:
     table = Table(title=f"isin-pipeline bench, {r['rows']:,} rows, {r['machine']['cpus']} CPUs")
     for column in ("figure", "value", "ratio", "target", "met"):
         table.add_column(column)
-    lim, s, q = r["limits"], r["stream"], r["queries"]
+    lim = r["limits"]
+    table.add_row("raw produce (limit)", f"{lim['produce_rps']:,}/s", "1", "", "")
+    table.add_row("raw consume (limit)", f"{lim['consume_rps']:,}/s", "1", "", "")
+    if "stream" in r:
+        _stages(table, r)
+    e2e = r.get("e2e")
+    if e2e:
+        # the target is a full GLEIF day (9.3M rows) in under 3 minutes; a smaller run is scaled
+        at_day = e2e["seconds"] * FULL_DAY_ROWS / r["rows"]
+        table.add_row(
+            f"day 1 end to end, {e2e['workers']} worker(s)",
+            f"{e2e['seconds']} s ({e2e['rows_per_s']:,} rows/s)",
+            "" if r["rows"] == FULL_DAY_ROWS else f"≈ {at_day:,.0f} s at 9.3M",
+            "< 180 s at 9.3M",
+            "yes" if at_day < 180 else "NO",
+        )
+    Console(stderr=True).print(table)
+
+
+def _stages(table: Any, r: dict[str, Any]) -> None:
+    s, q = r["stream"], r["queries"]
     ratio = {**r["ratios"], **r.get("scaling", {})}
 
     def judged(label: str, value: str, key: str) -> None:
@@ -51,8 +72,6 @@ def report(r: dict[str, Any]) -> None:
             label, value, f"{ratio[key]}x", f"≥ {TARGETS[key]}x", "yes" if ratio[key] >= TARGETS[key] else "NO"
         )
 
-    table.add_row("raw produce (limit)", f"{lim['produce_rps']:,}/s", "1", "", "")
-    table.add_row("raw consume (limit)", f"{lim['consume_rps']:,}/s", "1", "", "")
     judged("producer, HTTP to committed", f"{r['producer']['rows_per_s']:,} rows/s", "producer_vs_raw_produce")
     peak = r["producer"]["peak_rss_mb"]
     table.add_row("producer peak RSS", f"{peak} MB", "", "≤ 200 MB", "yes" if peak <= 200 else "NO")
@@ -69,13 +88,4 @@ def report(r: dict[str, Any]) -> None:
     table.add_row(
         "queries, one worker", f"p50 {q['p50_ms']} ms, {q['rps']:,} req/s ({q['clients']} clients)", "", "", ""
     )
-    e2e = r.get("e2e")
-    if e2e:
-        table.add_row(
-            f"day 1 end to end, {e2e['workers']} worker(s)",
-            f"{e2e['seconds']} s ({e2e['rows_per_s']:,} rows/s)",
-            "",
-            "",
-            "",
-        )
-    Console(stderr=True).print(table)
+

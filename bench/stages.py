@@ -236,5 +236,6 @@ def end_to_end(env: dict[str, str], workers: Workers, url: str, rows: int, marke
         "seconds": round(seconds, 1),
         "rows_per_s": round(rows / seconds),
         "producer_s": summary["wall_s"],
+        "producer_peak_rss_mb": summary["peak_rss_mb"],
         "workers": len(workers.members),
     }

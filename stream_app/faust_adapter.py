@@ -96,6 +96,23 @@ def standby_progress(app: Any, tp: TP) -> tuple[bool, int | None]:
     return True, None if seen is None or seen < 0 else int(seen)
 
 
+def standby_caught_up(app: Any, tp: TP) -> bool:
+    """Whether this worker keeps a standby copy of ``tp`` that has applied every record up to the
+    high watermark of its latest fetch of ``tp`` (so behind the owner by at most what was written
+    since that fetch: one fetch wait, when the topic is quiet).
+
+    Relies on: ``standby_progress`` above, and Faust's ``Consumer.highwater(tp)`` (aiokafka's
+    high watermark from the last fetch response, None before the first).
+    """
+    is_standby, applied = standby_progress(app, tp)
+    if not is_standby:
+        return False
+    high = app.consumer.highwater(tp)
+    if high is None:
+        return False
+    return high <= 0 or (applied is not None and applied >= high - 1)
+
+
 def standby_applied(app: Any, tp: TP, offset: int) -> None:
     """Tell Faust's Recovery that the standby copy of ``tp`` holds the changelog up to ``offset``."""
     app.tables.recovery.standby_offsets[tp] = offset

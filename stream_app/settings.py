@@ -29,6 +29,10 @@ class StreamSettings(KafkaSettings):
     """If set, every API request but /healthz and /metrics needs ``Authorization: Bearer <token>``."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS; empty (the default) sends no CORS headers."""
+    query_standbys: bool = True
+    """Answer ``GET /isins/{isin}`` from this worker's standby copy of the ISIN's partition when
+    that copy has applied the changelog up to the high watermark of its latest fetch, instead of
+    forwarding to the owner; false: always ask the owner."""
 
     # Group timeouts that work on the embedded broker and on Kafka (see the README).
     session_timeout_s: float = 6.0

@@ -1,10 +1,12 @@
 """The read-only HTTP API of a stream worker: Faust views, defined here, registered by ``register``.
 
-``GET /isins/{isin}`` answers on any worker: Faust's router (``app.router.route_req``) forwards a
-key of another worker's partition to its owner, once (a hop header turns a second forward,
-possible for a moment during a rebalance, into a 503 instead of a loop). ``GET /isins`` and
-``GET /stats`` gather the answers of every worker. Every record has the one JSON form of
-``records.record_json``.
+``GET /isins/{isin}`` answers on any worker: from its own partition, or from its standby copy of
+the ISIN's partition when that copy is caught up (``QUERY_STANDBYS``), or else through Faust's
+router (``app.router.route_req``), which forwards it to the owner, once (a hop header turns a
+second forward, possible for a moment during a rebalance, into a 503 instead of a loop). The
+header ``X-Isin-Pipeline-Served-By`` says which: ``owner``, ``standby`` or ``forwarded``.
+``GET /isins`` and ``GET /stats`` gather the answers of every worker. Every record has the one
+JSON form of ``records.record_json``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import ClientTimeout
 from faust.exceptions import SameNode
+from faust.types import TP
 from faust.web import Request, Response, View
 from faust.web.exceptions import ServiceUnavailable
 from yarl import URL
@@ -27,12 +30,14 @@ from yarl import URL
 from core.isin import InvalidIsin, validate_isin
 from core.kafka import partition_for
 from stream_app.context import StreamContext
+from stream_app.faust_adapter import standby_caught_up
 from stream_app.records import record_json
 from stream_app.store import KeyCounts
 
 logger = logging.getLogger(__name__)
 
 HOP_HEADER = "X-Isin-Pipeline-Hop"
+SERVED_BY_HEADER = "X-Isin-Pipeline-Served-By"
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/metrics"})
 MAX_PAGE = 1000
 
@@ -139,28 +144,40 @@ class Isin(ApiView):
             return self.error(400, exc.reason, isin=isin)
         key = value.encode()
         ctx = self.ctx
-        forwarded = bool(request.headers.get(HOP_HEADER))
+        partition = partition_for(key, ctx.settings.topic_partitions)
         try:
             owner = self.app.router.key_store(ctx.table.name, key)
         except KeyError:
             return self.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
+        served_by = "owner"
         if _ident(URL(str(owner))) != _ident(URL(str(self.app.conf.canonical_url))):
-            if forwarded:
-                return self.error(503, "the cluster is rebalancing; retry", isin=value)
-            try:
-                hop = request.clone(headers={**request.headers, HOP_HEADER: "1"})
-                response: Response = await self.app.router.route_req(ctx.table.name, key, self.app.web, hop)
-                return response
-            except SameNode:
-                pass  # it became ours meanwhile
-            except ServiceUnavailable:
-                return self.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                return self.error(503, f"worker {URL(str(owner)).origin()} is unreachable (rebalancing?); retry: {exc}")
-        raw = ctx.store.get(partition_for(key, ctx.settings.topic_partitions), key)
+            if ctx.settings.query_standbys and standby_caught_up(self.app, TP(ctx.settings.topic_current, partition)):
+                served_by = "standby"
+            else:
+                forwarded_response = await self._forward(request, key, owner, value)
+                if forwarded_response is not None:
+                    return forwarded_response
+        headers = {SERVED_BY_HEADER: served_by}
+        raw = ctx.store.get(partition, key)
         if raw is None:
-            return self.error(404, "not found", isin=value)
-        return self.json(record_json(ctx.serde.decode(raw).record))
+            return self.error(404, "not found", isin=value, headers=headers)
+        return self.json(record_json(ctx.serde.decode(raw).record), headers=headers)
+
+    async def _forward(self, request: Request, key: bytes, owner: Any, value: str) -> Response | None:
+        """The owner's answer, through Faust's router; None if the partition became ours meanwhile."""
+        if request.headers.get(HOP_HEADER):
+            return self.error(503, "the cluster is rebalancing; retry", isin=value)
+        try:
+            hop = request.clone(headers={**request.headers, HOP_HEADER: "1"})
+            response: Response = await self.app.router.route_req(self.ctx.table.name, key, self.app.web, hop)
+            response.headers[SERVED_BY_HEADER] = "forwarded"
+            return response
+        except SameNode:
+            return None
+        except ServiceUnavailable:
+            return self.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            return self.error(503, f"worker {URL(str(owner)).origin()} is unreachable (rebalancing?); retry: {exc}")
 
 
 class IsinList(ApiView):

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from core.kafka import partition_for
 from tests.integration.httpd import ListServer
@@ -64,9 +68,15 @@ def test_two_workers_answer_every_key_and_survive_a_kill(
 
     w1.kill()
     started = time.monotonic()
-    wait_for("every key to answer on the survivor", lambda: all_answer(w2, keys), timeout=90, interval=0.5)
+
+    def survivor_owns_all() -> bool:
+        status, body = w2.get("/healthz")
+        return status == 200 and sorted(body["partitions"]) == list(range(pipeline.partitions))
+
+    wait_for("the survivor to own every partition", survivor_owns_all, timeout=90, interval=0.5)
     took = time.monotonic() - started
-    print(f"\nafter SIGKILL of one worker, all keys answered again on the other in {took:.1f}s")
+    print(f"\nafter SIGKILL of one worker, the other owned every partition in {took:.1f}s")
+    wait_for("every key to answer on the survivor", lambda: all_answer(w2, keys), timeout=30, interval=0.5)
     assert w2.stats()["isins"] == 15460
 
 
@@ -95,3 +105,45 @@ def test_restarted_workers_get_back_the_partitions_whose_state_they_keep(
     after = wait_for("both workers to share the partitions again", owned, timeout=90)
     assert after == before
     assert w1.stats()["isins"] == 15460
+
+
+def served_by(worker: Worker, isin: str) -> tuple[int, str | None, Any]:
+    """Status, X-Isin-Pipeline-Served-By and body of GET /isins/{isin}."""
+    try:
+        with urllib.request.urlopen(f"{worker.api}/isins/{isin}", timeout=10) as resp:  # noqa: S310 - loopback
+            return resp.status, resp.headers.get("X-Isin-Pipeline-Served-By"), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("X-Isin-Pipeline-Served-By"), None
+
+
+def test_a_caught_up_standby_answers_and_a_worker_told_not_to_forwards(
+    pipeline: Pipeline, list_server: ListServer, shared_data: Path
+) -> None:
+    w1 = pipeline.worker("w1").start()
+    w2 = Worker("w2", {**pipeline.env, "QUERY_STANDBYS": "false"}, pipeline.tmp / "state-w2", pipeline.tmp / "w2.log")
+    pipeline.workers.append(w2.start())
+    w1.wait_healthy()
+    w2.wait_healthy()
+    assert pipeline.produce(list_server.url(f"/data/{NSDL}")).returncode == 0
+    pipeline.wait_processed(15460, markers=pipeline.partitions)
+
+    def owned() -> list[set[int]] | None:
+        sets = [set(w.get("/healthz")[1].get("partitions", [])) for w in (w1, w2)]
+        return sets if sets[0] and sets[1] and not sets[0] & sets[1] else None
+
+    mine, theirs = wait_for("both workers to own partitions", owned, timeout=60)
+    keys = sample_keys(shared_data, pipeline.partitions)
+    of_w2 = [k for k in keys if partition_for(k.encode(), pipeline.partitions) in theirs]
+    of_w1 = [k for k in keys if partition_for(k.encode(), pipeline.partitions) in mine]
+    assert of_w1 and of_w2
+    truth = {k: w2.get(f"/isins/{k}")[1] for k in of_w2} | {k: w1.get(f"/isins/{k}")[1] for k in of_w1}
+
+    # w1 keeps a standby copy of w2's partitions: once it has caught up, it answers them itself
+    def from_standby() -> bool:
+        return all(served_by(w1, k)[:2] == (200, "standby") for k in of_w2)
+
+    wait_for("w1's standby copies to answer", from_standby, timeout=60)
+    assert {k: served_by(w1, k)[2] for k in of_w2} == {k: truth[k] for k in of_w2}
+    assert {k: served_by(w1, k)[:2] for k in of_w1} == {k: (200, "owner") for k in of_w1}
+    # w2 is told not to: it forwards to the owner, and the answer is the owner's
+    assert {k: served_by(w2, k) for k in of_w1} == {k: (200, "forwarded", truth[k]) for k in of_w1}

@@ -52,6 +52,7 @@ def params(func: Any) -> list[str]:
         (faust_consumer.Consumer, "wait_empty", ["self"]),
         (faust_aiokafka.Consumer, "_new_consumer_thread", ["self"]),
         (faust_aiokafka.Consumer, "highwaters", ["self", "partitions"]),
+        (faust_aiokafka.Consumer, "highwater", ["self", "tp"]),
         (faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", ["self", "transport"]),
         (faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer", ["self"]),
         (faust_rocksdb.Store, "_db_for_partition", ["self", "partition"]),
@@ -222,3 +223,29 @@ def test_a_damaged_saved_assignment_costs_stickiness_not_a_start(tmp_path: Path)
         assert app.assignor._metadata.assignment.actives == {}
     finally:
         app.loop.close()
+
+
+def test_a_standby_copy_is_caught_up_when_it_applied_up_to_the_last_fetch_high_watermark(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faust.types import TP
+
+    from stream_app.faust_adapter import standby_applied, standby_caught_up
+
+    tp = TP("isin.current", 4)
+    highs: dict[TP, int | None] = {tp: None}
+    monkeypatch.setattr(app.consumer, "highwater", lambda t: highs[t])
+    assert not standby_caught_up(app, tp)  # not a standby partition here
+    app.tables.recovery.standby_tps.add(tp)
+    try:
+        assert not standby_caught_up(app, tp)  # no fetch yet
+        highs[tp] = 0
+        assert standby_caught_up(app, tp)  # an empty partition
+        highs[tp] = 10
+        assert not standby_caught_up(app, tp)  # nothing applied
+        standby_applied(app, tp, 8)
+        assert not standby_caught_up(app, tp)
+        standby_applied(app, tp, 9)  # the last record, offset 9, of a partition whose next is 10
+        assert standby_caught_up(app, tp)
+    finally:
+        app.tables.recovery.standby_tps.discard(tp)
