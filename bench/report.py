@@ -88,4 +88,3 @@ def _stages(table: Any, r: dict[str, Any]) -> None:
     table.add_row(
         "queries, one worker", f"p50 {q['p50_ms']} ms, {q['rps']:,} req/s ({q['clients']} clients)", "", "", ""
     )
-

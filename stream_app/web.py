@@ -159,6 +159,11 @@ class Isin(ApiView):
                     return forwarded_response
         headers = {SERVED_BY_HEADER: served_by}
         raw = ctx.store.get(partition, key)
+        if raw is None and served_by == "standby":
+            # a miss may be an ISIN added since the copy's last fetch: the owner decides
+            forwarded_response = await self._forward(request, key, owner, value)
+            if forwarded_response is not None:
+                return forwarded_response
         if raw is None:
             return self.error(404, "not found", isin=value, headers=headers)
         return self.json(record_json(ctx.serde.decode(raw).record), headers=headers)

@@ -10,6 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from stdnum.isin import calc_check_digit as isin_check_digit
+
 from core.kafka import partition_for
 from tests.integration.httpd import ListServer
 from tests.integration.support import Pipeline, Worker, wait_for
@@ -145,5 +147,13 @@ def test_a_caught_up_standby_answers_and_a_worker_told_not_to_forwards(
     wait_for("w1's standby copies to answer", from_standby, timeout=60)
     assert {k: served_by(w1, k)[2] for k in of_w2} == {k: truth[k] for k in of_w2}
     assert {k: served_by(w1, k)[:2] for k in of_w1} == {k: (200, "owner") for k in of_w1}
+    # a miss is the owner's to say: an ISIN the list does not hold, of w2's partitions, asked on w1
+    absent = next(
+        i
+        for i in (f"XS{n:09d}" + isin_check_digit(f"XS{n:09d}") for n in range(1000))
+        if partition_for(i.encode(), pipeline.partitions) in theirs
+    )
+    assert served_by(w1, absent)[:2] == (404, "forwarded")
+    assert w2.get(f"/isins/{absent}")[0] == 404
     # w2 is told not to: it forwards to the owner, and the answer is the owner's
     assert {k: served_by(w2, k) for k in of_w1} == {k: (200, "forwarded", truth[k]) for k in of_w1}
