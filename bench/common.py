@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,6 +21,24 @@ PARTITIONS = 6
 
 class BenchError(Exception):
     """A correctness check failed: the figures of this run are not valid."""
+
+
+def private_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
+    """The environment of a pipeline on topics and a group of its own (``<prefix>.events`` …)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOPIC_", "SCHEMA_REGISTRY", "PRODUCER_WORKERS"))}
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "TOPIC_RAW": f"{prefix}.events",
+            "TOPIC_CURRENT": f"{prefix}.current",
+            "TOPIC_DLQ": f"{prefix}.dlq",
+            "TOPIC_RUNS": f"{prefix}.runs",
+            "APP_ID": prefix,
+            "TOPIC_PARTITIONS": "6",
+        }
+    )
+    env.update(extra)
+    return env
 
 
 def log(message: str) -> None:

@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.common import private_env
 from bench.queries import queries
 from bench.stages import Workers, create_topics, produce
 from core.broker import EmbeddedBroker
@@ -46,17 +47,7 @@ def _own_cpu_s() -> float:
 
 def measure(bootstrap: str, url: str, tmp: Path, count: int, requests: int, standbys: bool) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TOPIC_")},
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "TOPIC_RAW": f"lookups-{suffix}.events",
-        "TOPIC_CURRENT": f"lookups-{suffix}.current",
-        "TOPIC_DLQ": f"lookups-{suffix}.dlq",
-        "TOPIC_RUNS": f"lookups-{suffix}.runs",
-        "APP_ID": f"lookups-{suffix}",
-        "TOPIC_PARTITIONS": "6",
-        "QUERY_STANDBYS": str(standbys).lower(),
-    }
+    env = private_env(bootstrap, f"lookups-{suffix}", QUERY_STANDBYS=str(standbys).lower())
     create_topics(env)
     produce(env, url)
     workers = Workers(env, tmp / suffix, count, 6)

@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from bench.common import make_days
+from bench.common import make_days, private_env
 from bench.stages import create_topics, produce
 from core.broker import EmbeddedBroker
 from isin_pipeline.demo import serve_directory
@@ -40,15 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.rounds):
             for name, workers in (("one process", "1"), ("one per core", None)):
                 suffix = uuid.uuid4().hex[:8]
-                env = {
-                    **{k: v for k, v in os.environ.items() if not k.startswith(("TOPIC_", "PRODUCER_WORKERS"))},
-                    "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                    "TOPIC_RAW": f"cores-{suffix}.events",
-                    "TOPIC_CURRENT": f"cores-{suffix}.current",
-                    "TOPIC_DLQ": f"cores-{suffix}.dlq",
-                    "TOPIC_RUNS": f"cores-{suffix}.runs",
-                    "TOPIC_PARTITIONS": "6",
-                }
+                env = private_env(bootstrap, f"cores-{suffix}")
                 if workers:
                     env["PRODUCER_WORKERS"] = workers
                 create_topics(env)

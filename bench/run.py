@@ -170,7 +170,7 @@ def run(
             log(f"queries: 16 clients, {n} worker(s)")
             apps[n].start()
             try:
-                q = queries(apps[n].api, keys, total=min(20_000, 40 * len(keys)))
+                q = queries(apps[n].api, keys, total=min(20_000, 40 * len(keys), rows // 4))
             finally:
                 apps[n].stop()
             if n == counts[0]:

@@ -33,6 +33,13 @@ def all_answer(worker: Worker, keys: list[str]) -> bool:
     return all(worker.get(f"/isins/{k}")[0] == 200 for k in keys)
 
 
+def shares(w1: Worker, w2: Worker, partitions: int) -> list[frozenset[int]] | None:
+    """Each worker's partitions, once the two share all of them; else None."""
+    sets = [frozenset(w.get("/healthz")[1].get("partitions", [])) for w in (w1, w2)]
+    whole = sets[0] | sets[1] == frozenset(range(partitions))
+    return sets if sets[0] and sets[1] and not sets[0] & sets[1] and whole else None
+
+
 def test_two_workers_answer_every_key_and_survive_a_kill(
     pipeline: Pipeline, list_server: ListServer, shared_data: Path
 ) -> None:
@@ -94,9 +101,7 @@ def test_restarted_workers_get_back_the_partitions_whose_state_they_keep(
     pipeline.wait_processed(15460, markers=pipeline.partitions)
 
     def owned() -> list[frozenset[int]] | None:
-        sets = [frozenset(w.get("/healthz")[1].get("partitions", [])) for w in (w1, w2)]
-        whole = sets[0] | sets[1] == frozenset(range(pipeline.partitions))
-        return sets if sets[0] and sets[1] and not sets[0] & sets[1] and whole else None
+        return shares(w1, w2, pipeline.partitions)
 
     before = wait_for("both workers to share the partitions", owned, timeout=60)
     # one at a time, as a rolling restart does: w2 holds everything while w1 is away
@@ -129,11 +134,7 @@ def test_a_caught_up_standby_answers_and_a_worker_told_not_to_forwards(
     assert pipeline.produce(list_server.url(f"/data/{NSDL}")).returncode == 0
     pipeline.wait_processed(15460, markers=pipeline.partitions)
 
-    def owned() -> list[set[int]] | None:
-        sets = [set(w.get("/healthz")[1].get("partitions", [])) for w in (w1, w2)]
-        return sets if sets[0] and sets[1] and not sets[0] & sets[1] else None
-
-    mine, theirs = wait_for("both workers to own partitions", owned, timeout=60)
+    mine, theirs = wait_for("both workers to share the partitions", lambda: shares(w1, w2, pipeline.partitions), 60)
     keys = sample_keys(shared_data, pipeline.partitions)
     of_w2 = [k for k in keys if partition_for(k.encode(), pipeline.partitions) in theirs]
     of_w1 = [k for k in keys if partition_for(k.encode(), pipeline.partitions) in mine]
