@@ -149,21 +149,19 @@ class Isin(ApiView):
             owner = self.app.router.key_store(ctx.table.name, key)
         except KeyError:
             return self.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
-        served_by = "owner"
-        if _ident(URL(str(owner))) != _ident(URL(str(self.app.conf.canonical_url))):
-            if ctx.settings.query_standbys and standby_caught_up(self.app, TP(ctx.settings.topic_current, partition)):
-                served_by = "standby"
-            else:
-                forwarded_response = await self._forward(request, key, owner, value)
-                if forwarded_response is not None:
-                    return forwarded_response
+        mine = _ident(URL(str(owner))) == _ident(URL(str(self.app.conf.canonical_url)))
+        topic_partition = TP(ctx.settings.topic_current, partition)
+        from_standby = not mine and ctx.settings.query_standbys and standby_caught_up(self.app, topic_partition)
+        raw = ctx.store.get(partition, key) if mine or from_standby else None
+        served_by = "owner" if mine else "standby"
+        if raw is None and not mine:
+            # the owner answers for its partition, and decides a miss (an ISIN may have been
+            # added since a standby copy's last fetch)
+            forwarded = await self._forward(request, key, owner, value)
+            if forwarded is not None:
+                return forwarded
+            raw, served_by = ctx.store.get(partition, key), "owner"  # it became ours meanwhile
         headers = {SERVED_BY_HEADER: served_by}
-        raw = ctx.store.get(partition, key)
-        if raw is None and served_by == "standby":
-            # a miss may be an ISIN added since the copy's last fetch: the owner decides
-            forwarded_response = await self._forward(request, key, owner, value)
-            if forwarded_response is not None:
-                return forwarded_response
         if raw is None:
             return self.error(404, "not found", isin=value, headers=headers)
         return self.json(record_json(ctx.serde.decode(raw).record), headers=headers)
