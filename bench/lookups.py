@@ -23,11 +23,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import private_env
+from bench.common import private_env, wait_for
 from bench.queries import queries
 from bench.stages import Workers, create_topics, produce
 from core.broker import EmbeddedBroker
-from core.waiting import wait_for
 from isin_pipeline.demo import serve_directory
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -89,7 +89,6 @@ class RangeResult:
     valid: int = 0
     invalid: int = 0
     unreadable: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
     unknown_prefixes: dict[str, int] = field(default_factory=dict)
     buckets: list[bytes] = field(default_factory=list)
     """The valid ISINs as ``producer.distinct`` packs them, one array's bytes per bucket."""
@@ -181,7 +180,6 @@ def read_range(job: Job) -> RangeResult:
             out.last_bad = True
             out.dead.append((item.line, item.raw, item.error.value, item.reason))
             out.raw_bad.append(item.raw)
-            out.by_reason[item.error.value] = out.by_reason.get(item.error.value, 0) + 1
             continue
         try:
             isin = validate_isin(item.isin)
@@ -189,7 +187,6 @@ def read_range(job: Job) -> RangeResult:
             out.invalid += 1
             out.last_bad = True
             out.dead.append((number, delimiter.join(item.raw), exc.error.value, exc.reason))
-            out.by_reason[exc.error.value] = out.by_reason.get(exc.error.value, 0) + 1
             continue
         out.valid += 1
         out.last_bad = False
