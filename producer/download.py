@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from core.errors import SourceError
-from core.logs import redact
+from core.logs import redact, register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,10 @@ class Credentials:
 
     headers: dict[str, str] = field(default_factory=dict)
     auth: httpx.Auth | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in self.headers.items():  # configured headers are secrets in every log line
+            register_secret(value, header=name)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ import httpx
 from pydantic import ValidationError
 
 from core.errors import ConfigError
+from core.logs import register_secret
 from producer.download import Credentials, redact_url
 from producer.reading import ReadHints
 from producer.safety import SafetyPolicy
@@ -201,6 +202,7 @@ def _spec(name: str, f: SourceFields, base: SafetyPolicy, resolved: dict[str, An
     if f.bearer_token:
         headers["Authorization"] = f"Bearer {f.bearer_token}"
     auth = httpx.BasicAuth(f.username, f.password) if f.username and f.password else None
+    register_secret(f.password)
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
     return SourceSpec(
         name=name,

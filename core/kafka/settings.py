@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.logs import register_secret
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -72,7 +74,19 @@ class KafkaSettings(BaseSettings):
             raise ValueError("mTLS needs both KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION")
         if self.topic_partitions < 1:
             raise ValueError("TOPIC_PARTITIONS must be at least 1")
+        self._register_secrets()
         return self
+
+    def _register_secrets(self) -> None:
+        """Every secret setting, of this class or a subclass, is masked in every log line."""
+        for name in type(self).model_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, SecretStr):
+                register_secret(value.get_secret_value())
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(item, SecretStr):
+                        register_secret(item.get_secret_value(), header=str(key))
 
     # -- confluent-kafka -------------------------------------------------------------
 

@@ -157,3 +157,50 @@ def test_json_logs(pipeline: Pipeline, list_server: ListServer) -> None:
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert lines and all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
     assert any(line["logger"] == "producer.run" and "succeeded" in line["msg"] for line in lines)
+
+
+def test_library_debug_lines_carry_no_secret_through_redirects_and_errors(
+    pipeline: Pipeline, list_server: ListServer, shared_data: Path
+) -> None:
+    """At DEBUG, httpx and httpcore log request lines and response headers (a redirect's
+    ``Location`` with its token, ``Set-Cookie``); the handler masks them, in text and JSON."""
+    bearer, key, token, cookie = "b3arer-0123456789", "k3y-0123456789", "t0ken-loc-98765", "c00kie-55555"
+    moved, final, broken = (f"/{name}-{pipeline.suffix}.csv" for name in ("moved", "final", "broken"))
+    list_server.script(
+        moved,
+        Answer(status=302, headers={"Location": f"{final}?token={token}", "Set-Cookie": f"session={cookie}"}),
+    )
+    list_server.script(final, Answer(file=shared_data / "nse_EQUITY_L.csv"))
+    list_server.script(broken, Answer(status=403, headers={"Set-Cookie": f"session={cookie}"}, body=b"no"))
+    pipeline.extra_env.update({"SOURCE_BEARER_TOKEN": bearer, "SOURCE_HTTP_HEADERS": json.dumps({"X-Vendor-Key": key})})
+    secrets = (bearer, key, token, cookie, "q-s3cret-query")
+    for fmt in ("text", "json"):
+        ok = pipeline.cli(
+            "--log-level",
+            "DEBUG",
+            "--log-format",
+            fmt,
+            "produce",
+            "--source",
+            list_server.url(moved) + "?k=q-s3cret-query",
+        )
+        assert ok.returncode == 0, ok.stderr[-2000:]
+        failed = pipeline.cli(
+            "--log-level",
+            "DEBUG",
+            "--log-format",
+            fmt,
+            "produce",
+            "--source",
+            list_server.url(broken) + "?k=q-s3cret-query",
+        )
+        assert failed.returncode != 0
+        for result in (ok, failed):
+            # the library lines are there (the test would pass vacuously without them) ...
+            assert "httpcore" in result.stderr and "receive_response_headers" in result.stderr
+            # ... and none of them, nor ours, nor the summary, carries a secret
+            for leaked in secrets:
+                assert leaked not in result.stderr + result.stdout, (fmt, leaked)
+        if fmt == "json":
+            assert all(json.loads(line) for line in ok.stderr.splitlines() if line.strip())
+    assert list_server.hits(final + f"?token={token}"), "the redirect was followed"

@@ -144,3 +144,29 @@ def test_urls_in_any_log_line_lose_credentials_and_query_strings() -> None:
     assert redact(line) == 'HTTP Request: GET https://***@feed.example/isins.csv?*** "HTTP/1.1 200 OK"'
     assert redact("no urls here, just a=b?c") == "no urls here, just a=b?c"
     assert redact("kafka://broker:9092 and http://h/p") == "kafka://broker:9092 and http://h/p"
+
+
+def test_library_shapes_of_secrets_are_masked() -> None:
+    from core.logs import redact, register_secret
+
+    httpcore = (
+        "receive_response_headers.complete return_value=(b'HTTP/1.1', 302, b'Found', "
+        "[(b'Location', b'/list.csv?token=abc123'), (b'Set-Cookie', b'sid=s3cr3t; Path=/')])"
+    )
+    assert redact(httpcore) == (
+        "receive_response_headers.complete return_value=(b'HTTP/1.1', 302, b'Found', "
+        "[(b'Location', b'/list.csv?***'), (b'Set-Cookie', b'***')])"
+    )
+    assert redact("Authorization: Bearer abcdef") == "Authorization: ***"
+    assert (
+        redact("{'authorization': 'Basic dXNlcjpwdw==', 'Cookie': 'a=b'}")
+        == "{'authorization': '***', 'Cookie': '***'}"
+    )
+    assert redact("redirected to /next?sig=zzz&exp=1 now") == "redirected to /next?*** now"
+    assert redact("cookies and authorization are words") == "cookies and authorization are words"
+    assert redact("what? yes") == "what? yes"
+    register_secret("vendor-secret-0042", header="X-Vendor-Key")
+    assert redact("sent X-Vendor-Key: other and vendor-secret-0042") == "sent X-Vendor-Key: ***"
+    assert redact("value vendor-secret-0042 alone") == "value *** alone"
+    register_secret("abc")  # too short to mask without masking words
+    assert redact("abc") == "abc"
