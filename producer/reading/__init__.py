@@ -8,7 +8,10 @@ pin it with hints (``ReadHints``) that override detection.
 
 Formats: delimited text and one-ISIN-a-line lists (``delimited.py``), fixed-width records
 (``fixed.py``), spreadsheets xlsx, xls, xlsb and ods (``spreadsheet.py``), XML
-(``xmlfile.py``), JSON (``jsonfile.py``) and HTML tables (``htmltable.py``).
+(``xmlfile.py``), JSON (``jsonfile.py``, ``jsonscan.py``) and HTML tables (``htmltable.py``).
+Every format judges an ISIN column by the same rule (``columns.mostly_isins``: most of its
+non-empty values are ISINs, and not a handful); a workbook's sheets, an HTML page's tables and
+an XML or JSON document's record sets (``recordsets.py``) are each read if they have one.
 """
 
 from __future__ import annotations

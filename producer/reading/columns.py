@@ -4,13 +4,16 @@ Used by every tabular format (delimited text, spreadsheets, HTML tables) on a sa
 first rows of a table:
 
 1. The *data start* is the first row from which a column holds valid ISINs in most of the
-   following rows; a column *qualifies* if most of its values from there on are valid ISINs.
+   following rows that have a value in it; a column *qualifies* if most of its non-empty values
+   from there on are valid ISINs (``mostly_isins``: blank cells do not count against it, but it
+   needs ``MIN_ISINS`` of them, or, in a small table, ISINs in half its rows).
 2. The *header* is the nearest row above the data start that has a value in that column (rows
    above it are title rows). A file whose first row is already data has no header.
 3. The ISIN column is, in this order: the configured one (``--column``); the qualifying column
-   whose header is exactly ``ISIN``; the only qualifying column. Two qualifying columns and no
-   exact ``ISIN`` header is an error that names both: an ISIN and an underlying ISIN look the
-   same to a reader, and picking the wrong one would delete the list.
+   whose header is exactly ``ISIN``; the only qualifying column; the only one with ISINs in most
+   of all its rows, when the others are sparse (as before blank cells stopped counting). Two
+   qualifying columns otherwise is an error that names both: an ISIN and an underlying ISIN look
+   the same to a reader, and picking the wrong one would delete the list.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ from core.isin import is_isin
 from producer.reading.model import ColumnBy, ColumnChoice, names_isin, normalise_header, unique_names
 
 QUALIFY = 0.5
-"""A column qualifies when at least this share of its values after the data start are ISINs."""
+"""A column qualifies when at least this share of its non-empty values after the data start are ISINs."""
+MIN_ISINS = 20
+"""ISINs a column needs to qualify, however few of its cells are filled (a small table needs
+ISINs in ``QUALIFY`` of its rows instead): a handful of ISINs in a mostly empty column (a note,
+a "replaced by" column) is not a list."""
 WINDOW = 20
 """Rows looked at to decide that a valid ISIN starts the data (and is not a stray value)."""
 HEADER_LOOKBACK = 20
@@ -56,15 +63,28 @@ class TableLayout:
         return self.header[self.isin_col] if self.header_line else f"column {self.isin_col + 1}"
 
 
+def mostly_isins(valid: int, filled: int, records: int) -> bool:
+    """The judgement of every format on a column or a field: most of its non-empty values are
+    valid ISINs (blank cells, absent fields do not count against it), and they are not a handful:
+    at least ``MIN_ISINS``, or ISINs in ``QUALIFY`` of the ``records`` of a small table."""
+    return valid > 0 and valid >= QUALIFY * filled and valid >= min(MIN_ISINS, QUALIFY * records)
+
+
+def dense(valid: int, records: int) -> bool:
+    """ISINs in most of all the records, blank ones included: the rule before blanks stopped counting."""
+    return valid > 0 and valid >= QUALIFY * records
+
+
 def _blank(cells: Sequence[str]) -> bool:
     return not any(c.strip() for c in cells)
 
 
 def _valid_at(rows: Sequence[SampleRow], col: int) -> list[bool | None]:
-    """Per row: True if the cell is a valid ISIN, False if not, None if the row has no such cell."""
+    """Per row: True if the cell is a valid ISIN, False if it holds something else, None if the
+    row has no such cell or the cell is empty."""
     out: list[bool | None] = []
     for _line, cells in rows:
-        if len(cells) <= col or _blank(cells):
+        if len(cells) <= col or not cells[col].strip():
             out.append(None)
         else:
             out.append(is_isin(cells[col]))
@@ -72,7 +92,8 @@ def _valid_at(rows: Sequence[SampleRow], col: int) -> list[bool | None]:
 
 
 def _data_start(flags: list[bool | None]) -> int | None:
-    """The first row with a valid ISIN after which most rows (that have the column) have one too."""
+    """The first row with a valid ISIN after which most rows (that have a value in the column)
+    have one too."""
     for i, flag in enumerate(flags):
         if not flag:
             continue
@@ -82,9 +103,23 @@ def _data_start(flags: list[bool | None]) -> int | None:
     return None
 
 
-def _share(flags: list[bool | None], start: int) -> float:
-    seen = [f for f in flags[start:] if f is not None]
-    return sum(seen) / len(seen) if seen else 0.0
+class _Counts:
+    """Per column, from a data start on: valid ISINs, non-empty cells, and records."""
+
+    def __init__(self, rows: Sequence[SampleRow], flags: dict[int, list[bool | None]]) -> None:
+        self._flags = flags
+        self._lengths = [0 if _blank(cells) else len(cells) for _line, cells in rows]
+
+    def qualifies(self, col: int, start: int) -> bool:
+        """``mostly_isins``, the records being every non-blank row (a row whose trailing empty
+        cells were dropped leaves the column blank)."""
+        seen = [f for f in self._flags[col][start:] if f is not None]
+        return mostly_isins(sum(seen), len(seen), sum(1 for n in self._lengths[start:] if n))
+
+    def dense(self, col: int, start: int) -> bool:
+        """ISINs in most rows that have the column, as columns qualified before blanks stopped counting."""
+        records = sum(1 for n in self._lengths[start:] if n > col)
+        return dense(sum(1 for f in self._flags[col][start:] if f), records)
 
 
 def detect_table(
@@ -101,6 +136,7 @@ def detect_table(
         raise ParseError(f"the table{where} is empty")
     width_max = max(len(cells) for _, cells in nonblank)
     flags = {c: _valid_at(rows, c) for c in range(width_max)}
+    counts = _Counts(rows, flags)
 
     header_at: int | None = None  # index into rows
     if header_line is not None:
@@ -111,11 +147,12 @@ def detect_table(
             header_at = found[0]
         data_from = header_at + 1 if header_at is not None else 0
         starts = {c: data_from for c in flags}
-        qualified = [c for c in flags if _share(flags[c], data_from) >= QUALIFY]
+        qualified = [c for c in flags if counts.qualifies(c, data_from)]
     else:
         starts = {c: s for c, f in flags.items() if (s := _data_start(f)) is not None}
-        qualified = [c for c, s in starts.items() if _share(flags[c], s) >= QUALIFY]
+        qualified = [c for c, s in starts.items() if counts.qualifies(c, s)]
         data_from = min((starts[c] for c in qualified), default=0)
+    dense_cols = [c for c in qualified if counts.dense(c, starts[c])]
 
     def names_for(at: int | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if at is None:
@@ -141,12 +178,12 @@ def detect_table(
         if header_line is None:
             header_at = _header_above(rows, data_from, min(qualified, key=lambda c: starts[c]))
         header, names = names_for(header_at)
-        col, by = _choose(qualified, header, names, width_max, where)
+        col, by = _choose(qualified, dense_cols, header, names, width_max, where)
         choice = ColumnChoice(_identity(header, col, table), by, col)
-    counts = Counter(
+    widths = Counter(
         len(cells) for _, cells in rows[(header_at + 1 if header_at is not None else 0) :] if len(cells) > 1
     )
-    width = counts.most_common(1)[0][0] if counts else width_max
+    width = widths.most_common(1)[0][0] if widths else width_max
     return TableLayout(
         header_line=rows[header_at][0] if header_at is not None else 0,
         header=header,
@@ -198,13 +235,13 @@ def _resolve_hint(column: str, header: tuple[str, ...], names: tuple[str, ...], 
 
 
 def _choose(
-    qualified: list[int], header: tuple[str, ...], names: tuple[str, ...], width: int, where: str
+    qualified: list[int], dense_cols: list[int], header: tuple[str, ...], names: tuple[str, ...], width: int, where: str
 ) -> tuple[int, ColumnBy]:
     exact = [c for c in qualified if names and c < len(names) and names[c] == "isin"]
     if exact:
         return exact[0], ColumnBy.HEADER
-    if len(qualified) == 1:
-        col = qualified[0]
+    if len(qualified) == 1 or len(dense_cols) == 1:
+        col = qualified[0] if len(qualified) == 1 else dense_cols[0]
         if names and col < len(names) and header and header[col] and names_isin(names[col]):
             return col, ColumnBy.NAMED
         return col, ColumnBy.ONLY if width == 1 else ColumnBy.CONTENT

@@ -3,7 +3,8 @@
 Records are read as bytes and cut before decoding, because a multi-byte encoding (CP949,
 Shift-JIS) makes character positions differ from byte positions. The ISIN's range is
 ``--isin-at START:END`` (1-based, inclusive, as publishers' layouts give it), or found by
-content: the 12-byte range that holds a valid ISIN in most records. Lines before the first
+content: the 12-byte range that holds a valid ISIN in most records that are not blank there
+(``mostly_isins``, the rule of every format). Lines before the first
 record are a header record, a last line without an ISIN is a trailer record: both are
 skipped and counted. The bytes around the ISIN become attributes ``field_1``, ``field_2``…,
 split where two or more spaces pad a field.
@@ -18,10 +19,10 @@ from typing import BinaryIO
 
 from core.errors import ParseError
 from core.isin import RowError, is_isin
+from producer.reading.columns import mostly_isins
 from producer.reading.lines import LineChunks
 from producer.reading.model import BadRow, ColumnBy, ColumnChoice, Item, Row, shorten
 
-QUALIFY = 0.5
 _PAD = re.compile(r"\s{2,}")
 
 
@@ -63,13 +64,15 @@ def detect_fixed(lines: Sequence[bytes], isin_at: tuple[int, int] | None) -> Fix
             for start in range(len(ln) - 11):
                 if _isin_at(ln, start):
                     counts[start] += 1
-        if not counts or max(counts) < len(records) * QUALIFY:
+        filled = {s: sum(1 for ln in records if ln[s : s + 12].strip()) for s, c in enumerate(counts) if c}
+        qualified = [s for s, n in filled.items() if mostly_isins(counts[s], n, len(records))]
+        if not qualified:
             raise ParseError(
                 "not a delimited list with an ISIN column, and no byte range holds an ISIN in most of the first "
                 f"{len(records)} lines; the first line is {shorten(repr(records[0][:120]), 140)}"
             )
-        best = max(counts)
-        starts = [i for i, c in enumerate(counts) if c == best]
+        best = max(counts[s] for s in qualified)
+        starts = [s for s in qualified if counts[s] == best]
         if len(starts) > 1:
             shown = " and ".join(f"{s + 1}:{s + 12}" for s in starts[:3])
             raise ParseError(f"bytes {shown} all hold ISINs; choose with --isin-at START:END")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from math import ceil
 from typing import BinaryIO
 
 from core.errors import ParseError
 from core.isin import is_isin
-from producer.reading.columns import QUALIFY
+from producer.reading.columns import MIN_ISINS, QUALIFY, dense, mostly_isins
 from producer.reading.model import (
     ColumnBy,
     Row,
@@ -68,12 +69,18 @@ class Stream:
         self.close()
 
 
+class Ambiguous(ParseError):
+    """Several fields hold ISINs and none is the ISIN field by its name: the run must not guess."""
+
+
 class FieldSample:
-    """Sampled records: per field path, in how many records it is present and holds a valid ISIN."""
+    """Sampled records: per field path, in how many records it is present, holds a value (not
+    blank) and holds a valid ISIN."""
 
     def __init__(self) -> None:
         self.records = 0
         self.present: Counter[str] = Counter()
+        self.filled: Counter[str] = Counter()
         self.isins: Counter[str] = Counter()
 
     def add(self, pairs: Pairs) -> None:
@@ -83,8 +90,19 @@ class FieldSample:
             if path not in seen:
                 seen.add(path)
                 self.present[path] += 1
-                if is_isin(value):
-                    self.isins[path] += 1
+                if value.strip():
+                    self.filled[path] += 1
+                    if is_isin(value):
+                        self.isins[path] += 1
+
+    def update(self, other: FieldSample) -> None:
+        self.records += other.records
+        self.present.update(other.present)
+        self.filled.update(other.filled)
+        self.isins.update(other.isins)
+
+    def qualifies(self, path: str) -> bool:
+        return mostly_isins(self.isins[path], self.filled[path], self.records)
 
 
 def choose_field(
@@ -96,7 +114,9 @@ def choose_field(
 ) -> tuple[str, ColumnBy]:
     """The ISIN field of sampled records, by the rule of ``columns.py``: the hinted field; the
     qualifying field whose own name is exactly ``isin`` (the shallowest one); the only qualifying
-    field. ``label`` gives a field's path for humans (``identifiers/isin/@value``, ``data[*].isin``),
+    field; the only one present with ISINs in most records, the others sparse. A field qualifies
+    by ``mostly_isins``: records without it or with it blank do not count against it. ``label``
+    gives a field's path for humans (``identifiers/isin/@value``, ``data[*].isin``),
     ``rank`` how well ``--column`` names a field (0: not at all, 1: best)."""
     n = sample.records
     if hint is not None:
@@ -109,11 +129,14 @@ def choose_field(
         if not holding:
             raise ParseError(f"--column {hint!r}: {_quote(best)} holds no valid ISIN in the first {n} records {where}")
         if len(holding) > 1:
-            raise ParseError(f"--column {hint!r} names {_quote(holding)} {where}: give the field's path")
+            raise Ambiguous(f"--column {hint!r} names {_quote(holding)} {where}: give the field's path")
         return holding[0], ColumnBy.CONFIGURED
-    qualified = [p for p in sample.present if sample.isins[p] >= QUALIFY * n]
+    qualified = [p for p in sample.present if sample.qualifies(p)]
     if not qualified:
-        raise ParseError(f"no field holds valid ISINs in most of the first {n} records {where}; {_fields(sample)}")
+        raise ParseError(
+            f"no field holds valid ISINs in most of the first {n} records {where} (of those with a value in it, "
+            f"and {min(MIN_ISINS, ceil(QUALIFY * n))} at least); {_fields(sample)}"
+        )
     steps = {p: [s for s in _LABEL_STEPS.split(label(p)) if s] or [""] for p in qualified}
     exact = [p for p in qualified if normalise_header(steps[p][-1], 0) == "isin"]
     if exact:
@@ -121,12 +144,13 @@ def choose_field(
         exact = [p for p in exact if len(steps[p]) == depth]
     if len(exact) == 1:
         return exact[0], ColumnBy.HEADER
-    if len(qualified) == 1:
-        field = qualified[0]
+    full = [p for p in qualified if dense(sample.isins[p], n)]
+    if len(qualified) == 1 or len(full) == 1:
+        field = qualified[0] if len(qualified) == 1 else full[0]
         if names_isin(normalise_header(label(field), 0)):
             return field, ColumnBy.NAMED
         return field, ColumnBy.ONLY if len(sample.present) == 1 else ColumnBy.CONTENT
-    raise ParseError(
+    raise Ambiguous(
         f"{len(qualified)} fields hold ISINs {where}: {_quote(qualified)}; choose the list's own ISIN field "
         "with --column PATH (or the source's 'column' setting)"
     )
@@ -152,7 +176,9 @@ def pick_record(
     looked_at: str,
 ) -> str:
     """The record of a survey's candidate fields (those ``--column`` names best, else those whose
-    values are mostly ISINs): the one with the most ISINs, if no other kind of record has some."""
+    non-empty values, counted in ``values``, are mostly ISINs): the one with the most ISINs, if no
+    other kind of record has some. ``record_of`` may name record sets by a pattern
+    (``document/*/rows/row``): they are one kind of record."""
     if hint is not None:
         ranks = {k: r for k in isins if isins[k] and (r := rank(hint, k))}
         top = min(ranks.values(), default=0)
