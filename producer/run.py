@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import PipelineError
+from core.failpoints import failpoint
 from producer.download import Downloader
+from producer.heartbeat import Heartbeat
 from producer.parallel import workers_wanted
 from producer.progress import RunProgress
 from producer.publish import FencedError, Publisher, RunInterrupted
@@ -131,12 +133,13 @@ def fence_abandoned(ctx: RunContext, source: str, only_expired: bool = True) -> 
     from confluent_kafka import KafkaException, Producer
 
     now = now_ms()
-    default_ms = int(ctx.settings.run_timeout_s * 1000)
-    abandoned = [
-        r
-        for r in ctx.runs.refresh().history(source)
-        if r.status == "RUNNING" and (not only_expired or r.expired(now, default_ms))
-    ]
+    default_ms, heartbeat_ms = _timeouts_ms(ctx)
+    claims = [r for r in ctx.runs.refresh().history(source) if r.status == "RUNNING"]
+    dead = [r for r in claims if not only_expired or r.abandoned(now, default_ms, heartbeat_ms)]
+    # A slot's runs share one transactional id: fencing a dead claim while another claim of the
+    # same slot is alive would abort the live run. The dead one waits for the live one to end.
+    alive_slots = {r.slot for r in claims if r not in dead}
+    abandoned = [r for r in dead if r.slot not in alive_slots]
     for claim in abandoned:
         tid = transactional_id(source, claim.slot_at)
         producer = Producer({**ctx.settings.producer_config(), "transactional.id": tid})
@@ -147,8 +150,16 @@ def fence_abandoned(ctx: RunContext, source: str, only_expired: bool = True) -> 
             continue
         finally:
             producer.flush(1)
+        if ctx.runs.refresh().last_of(claim.run_id) is not claim:
+            continue  # it finished while we fenced: its final record stands
         claim.status, claim.finished_at = "INTERRUPTED", now_ms()
-        claim.reason = f"abandoned by {claim.owner}; its transaction was aborted by {owner_id()}"
+        if claim.expired(now, default_ms):
+            silent = "its deadline passed"
+        elif claim.abandoned(now, default_ms, heartbeat_ms):
+            silent = "its heartbeat stopped"
+        else:
+            silent = "its source was taken over"
+        claim.reason = f"abandoned by {claim.owner} ({silent}); its transaction was aborted by {owner_id()}"
         ctx.writer.write(claim)
         logger.warning(
             "run %s of slot %s was abandoned by %s: fenced and recorded", claim.run_id, claim.slot, claim.owner
@@ -156,21 +167,54 @@ def fence_abandoned(ctx: RunContext, source: str, only_expired: bool = True) -> 
     return abandoned
 
 
+def _timeouts_ms(ctx: RunContext) -> tuple[int, int]:
+    """(a run's upper bound, the silence after which its claim is abandoned), in ms."""
+    return int(ctx.settings.run_timeout_s * 1000), int(ctx.settings.run_heartbeat_timeout_s * 1000)
+
+
+def watch_claims(ctx: RunContext, source: str, slot: datetime) -> None:
+    """Return once every RUNNING claim of the slot is known alive or dead.
+
+    A claim seen for the first time is watched on this process's own clock: it is alive as soon
+    as a new heartbeat arrives, dead (abandoned) after ``RUN_HEARTBEAT_TIMEOUT_S`` of silence.
+    So the retry of a killed run starts within that time, and no clocks need agree.
+    """
+    default_ms, heartbeat_ms = _timeouts_ms(ctx)
+    first = {r.run_id: r.heartbeat_at for r in ctx.runs.refresh().slot_runs(source, slot) if r.status == "RUNNING"}
+    watched = {run_id for run_id, beat in first.items() if beat is not None}
+    deadline = time.monotonic() + ctx.settings.run_heartbeat_timeout_s + ctx.settings.run_heartbeat_s
+    while watched and time.monotonic() < deadline and not ctx.should_stop():
+        for run_id in list(watched):
+            run = ctx.runs.last_of(run_id)
+            beating = run is not None and (run.heartbeat_at or 0) > (first[run_id] or 0)
+            if run is None or run.status != "RUNNING" or beating or run.abandoned(now_ms(), default_ms, heartbeat_ms):
+                watched.discard(run_id)
+        if watched:
+            time.sleep(min(0.2, ctx.settings.run_heartbeat_s / 4))
+            ctx.runs.refresh()
+
+
 def execute(ctx: RunContext, plan: RunPlan) -> RunSummary:
     """Run ``plan`` unless its slot is done or claimed. Raises PipelineError if the run failed."""
     started = time.monotonic()
     settings = ctx.settings
     summary = RunSummary(run_id=new_run_id(), source=plan.source, slot=slot_key(plan.slot))
-    default_ms = int(settings.run_timeout_s * 1000)
+    default_ms, heartbeat_ms = _timeouts_ms(ctx)
     if not plan.take_over:
+        watch_claims(ctx, plan.source, plan.slot)
         fence_abandoned(ctx, plan.source)
     runs = ctx.runs.refresh()
-    latest = runs.latest(plan.source, plan.slot)
-    if latest is not None and latest.done:
-        return _skip(summary, f"slot {summary.slot} is done: {latest.status.lower()} by run {latest.run_id}")
+    done = runs.done_run(plan.source, plan.slot)
+    if done is not None:
+        return _skip(summary, f"slot {summary.slot} is done: {done.status.lower()} by run {done.run_id}")
     now = now_ms()
-    if not plan.take_over and latest is not None and latest.status == "RUNNING" and not latest.expired(now, default_ms):
-        return _skip(summary, f"slot {summary.slot} is being run by {latest.owner} (run {latest.run_id})")
+    live = [
+        r
+        for r in runs.slot_runs(plan.source, plan.slot)
+        if r.status == "RUNNING" and not r.abandoned(now, default_ms, heartbeat_ms)
+    ]
+    if not plan.take_over and live:
+        return _skip(summary, f"slot {summary.slot} is being run by {live[0].owner} (run {live[0].run_id})")
 
     me = RunInfo(
         plan.source,
@@ -180,14 +224,19 @@ def execute(ctx: RunContext, plan: RunPlan) -> RunSummary:
         started_at=now,
         owner=owner_id(),
         deadline_at=now + default_ms,
+        heartbeat_at=now,
     )
     me.offset = ctx.writer.write(me)
     if not plan.take_over:
-        winner = claim_lost(runs.refresh(), me, default_ms, now)
+        winner = claim_lost(runs.refresh(), me, default_ms, now, heartbeat_ms)
         if winner is not None:
-            return _skip(summary, f"slot {summary.slot} was claimed first by {winner.owner} (run {winner.run_id})")
+            summary = _skip(summary, f"slot {summary.slot} was claimed first by {winner.owner} (run {winner.run_id})")
+            _finish(me, summary, "INTERRUPTED")  # a stood-down claim is closed, not left to expire
+            ctx.writer.write(me)
+            return summary
+    heartbeat = Heartbeat(RunWriter(settings, ctx.serde), me, settings.run_heartbeat_s).start()
     try:
-        _publish(ctx, plan, summary, me)
+        _publish(ctx, plan, summary, me, heartbeat.stop)
     except FencedError as exc:
         logger.warning("run %s of %s stood down: %s", summary.run_id, plan.source, exc)
         return _skip(summary, f"another run of slot {summary.slot} took over: {exc}")
@@ -196,6 +245,7 @@ def execute(ctx: RunContext, plan: RunPlan) -> RunSummary:
         summary.status = "interrupted" if isinstance(exc, RunInterrupted | KeyboardInterrupt) else "failed"
         summary.reason = str(error)
         error.summary = summary
+        heartbeat.stop()
         _finish(me, summary, summary.status.upper())
         try:
             ctx.writer.write(me)
@@ -205,6 +255,7 @@ def execute(ctx: RunContext, plan: RunPlan) -> RunSummary:
             raise
         raise error from exc
     finally:
+        heartbeat.stop()
         summary.duration_s = round(time.monotonic() - started, 3)
         if summary.duration_s > 0:
             summary.rows_per_s = round(summary.rows / summary.duration_s, 1)
@@ -257,7 +308,9 @@ def _baseline(last: RunInfo | None) -> Baseline | None:
     return Baseline(last.run_id, last.rows, last.invalid, last.distinct or last.valid, last.isin_column)
 
 
-def _publish(ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo) -> None:
+def _publish(
+    ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo, stop_heartbeat: Callable[[], None]
+) -> None:
     settings = ctx.settings
     runs = ctx.runs
     url_sha256 = hashlib.sha256(plan.url.encode()).hexdigest()
@@ -274,9 +327,11 @@ def _publish(ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo) -
         me.content_sha256 = download.sha256 or (previous.sha256 if previous else None)
         if download.unchanged_since(previous):
             summary.status, summary.reason = "unchanged", "the list is unchanged since the last run"
+            stop_heartbeat()
             _finish(me, summary, "UNCHANGED")
             ctx.writer.write(me)
             return
+        failpoint("run.downloaded")
         assert download.path is not None
         publisher = Publisher(settings, should_stop=ctx.should_stop)
         read = ReadResult()
@@ -303,6 +358,7 @@ def _publish(ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo) -
             finally:
                 _take(summary, read)
             publisher.flush("ISIN events and dead letters")
+            failpoint("run.published")
             summary.published = publisher.delivered
             summary.dead_lettered = publisher.dead_letters_delivered
             facts = ReadFacts(
@@ -340,9 +396,11 @@ def _publish(ctx: RunContext, plan: RunPlan, summary: RunSummary, me: RunInfo) -
                     ctx.serde, settings.topic_raw, publisher, plan.source, summary.run_id, read.valid, read.kept
                 )
                 summary.markers = True
+            stop_heartbeat()  # no renewal may follow the final record
             _finish(me, summary, status)
             publisher.send(ctx.writer.topic, run_key(me.source, me.slot_at), ctx.writer.encode(me), partition=0)
             publisher.flush("end-of-run markers and the run record")
+            failpoint("run.before_commit")
             publisher.commit()
             summary.status = status.lower()
         finally:

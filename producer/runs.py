@@ -1,7 +1,8 @@
 """The runs topic: the producer's memory of every run, read back on start and before each run.
 
 One compacted, one-partition topic. Key: ``<source> @ <slot>``. A run writes ``RUNNING`` when
-it starts (its claim), then exactly one final record: ``SUCCEEDED``, ``UNCHANGED``,
+it starts (its claim), renews it with a heartbeat while it works (``Heartbeat``: the same
+record with a later ``heartbeat_at``), then exactly one final record: ``SUCCEEDED``, ``UNCHANGED``,
 ``SUSPICIOUS``, ``FAILED`` or ``INTERRUPTED`` (asked to stop, so retried at once). A
 successful or suspicious run's final record is written in the same Kafka transaction as its
 events, so it exists exactly when they do.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ from schemas import RUN_RECORD, Serde, SerializationError
 
 logger = logging.getLogger(__name__)
 
+_LOCAL = frozenset({"offset", "beat_seen"})
 FINAL = frozenset({"SUCCEEDED", "UNCHANGED", "SUSPICIOUS", "FAILED", "INTERRUPTED"})
 DONE = frozenset({"SUCCEEDED", "UNCHANGED", "SUSPICIOUS"})
 
@@ -76,25 +79,30 @@ class RunInfo:
     layout: str | None = None
     doubts: list[str] = field(default_factory=list)
     deadline_at: int | None = None
+    heartbeat_at: int | None = None
     offset: int = field(default=-1, compare=False)
+    beat_seen: float = field(default=0.0, compare=False)
+    """When this process saw ``heartbeat_at`` last change (its own monotonic clock): silence is
+    measured on the observer's clock, so hosts' clocks need not agree."""
 
     @classmethod
     def from_record(cls, record: dict[str, Any], offset: int = -1) -> RunInfo:
-        values: dict[str, Any] = {k: record.get(k) for k in cls.__dataclass_fields__ if k != "offset"}
+        values: dict[str, Any] = {k: record.get(k) for k in cls.__dataclass_fields__ if k not in _LOCAL}
         values["started_at"] = _ms(record["started_at"])
         values["finished_at"] = _ms(record.get("finished_at"))
         values["deadline_at"] = _ms(record.get("deadline_at"))
+        values["heartbeat_at"] = _ms(record.get("heartbeat_at"))
         values["doubts"] = list(record.get("doubts") or [])
         values["distinct"] = int(record.get("distinct") or 0)
         values["unreadable"] = int(record.get("unreadable") or 0)
-        return cls(**values, offset=offset)
+        return cls(**values, offset=offset, beat_seen=time.monotonic())
 
     def to_record(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "offset"}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in _LOCAL}
 
     def to_json(self) -> dict[str, Any]:
         out = self.to_record()
-        for k in ("started_at", "finished_at", "deadline_at"):
+        for k in ("started_at", "finished_at", "deadline_at", "heartbeat_at"):
             if out[k] is not None:
                 out[k] = datetime.fromtimestamp(out[k] / 1000, UTC).isoformat(timespec="milliseconds")
         return out
@@ -104,6 +112,21 @@ class RunInfo:
         abandoned: its run died without a final record."""
         deadline = self.deadline_at if self.deadline_at is not None else self.started_at + default_timeout_ms
         return now_ms >= deadline
+
+    def abandoned(self, now_ms: int, default_timeout_ms: int, heartbeat_timeout_ms: int) -> bool:
+        """A RUNNING claim whose run is dead: past its deadline, or its heartbeat stopped.
+
+        The heartbeat has stopped when this process has seen no new one for
+        ``heartbeat_timeout_ms`` on its own clock, or when the last one is three timeouts old by
+        the wall clock (a claim left long ago; the margin absorbs clock skew between hosts). A
+        claim without heartbeats (an older version's) is bounded by its deadline alone.
+        """
+        if self.expired(now_ms, default_timeout_ms):
+            return True
+        if self.heartbeat_at is None:
+            return False
+        silent_s = time.monotonic() - self.beat_seen
+        return silent_s * 1000 >= heartbeat_timeout_ms or now_ms - self.heartbeat_at >= 3 * heartbeat_timeout_ms
 
     @property
     def final(self) -> bool:
@@ -132,6 +155,7 @@ class RunLog:
         self._topic = settings.topic_runs
         self._tail = Tail(settings.confluent_config(), settings.topic_runs, f"{settings.kafka_client_id}-runs")
         self.records: list[RunInfo] = []
+        self._last_of_run: dict[str, RunInfo] = {}
 
     def refresh(self, timeout: float = 30.0) -> RunLog:
         try:
@@ -148,8 +172,20 @@ class RunLog:
                 logger.warning("runs topic offset %s: %s", msg.offset(), exc)
                 continue
             if decoded.schema is RUN_RECORD:
-                self.records.append(RunInfo.from_record(decoded.record, msg.offset() or 0))
+                self._add(RunInfo.from_record(decoded.record, msg.offset() or 0))
         return self
+
+    def _add(self, run: RunInfo) -> None:
+        """Append ``run``; a heartbeat renews its claim in place (memory stays one record a run
+        however long it runs, and the claim keeps its place in the log). A RUNNING record of a
+        run that already has a final one (a heartbeat that lost a race) changes nothing."""
+        last = self._last_of_run.get(run.run_id)
+        if last is not None and run.status == "RUNNING":
+            if last.status == "RUNNING" and (run.heartbeat_at or 0) > (last.heartbeat_at or 0):
+                last.heartbeat_at, last.beat_seen = run.heartbeat_at, run.beat_seen
+            return
+        self.records.append(run)
+        self._last_of_run[run.run_id] = run
 
     def close(self) -> None:
         self._tail.close()
@@ -157,6 +193,18 @@ class RunLog:
     def for_slot(self, source: str, slot: datetime) -> list[RunInfo]:
         key = slot_key(slot)
         return [r for r in self.records if r.source == source and r.slot == key]
+
+    def slot_runs(self, source: str, slot: datetime) -> list[RunInfo]:
+        """The last record of each run of the slot, in the order of their claims."""
+        return [r for r in self.for_slot(source, slot) if self._last_of_run.get(r.run_id) is r]
+
+    def done_run(self, source: str, slot: datetime) -> RunInfo | None:
+        """The run that completed the slot, if one did (whatever was recorded after it)."""
+        done = [r for r in self.for_slot(source, slot) if r.done]
+        return done[-1] if done else None
+
+    def last_of(self, run_id: str) -> RunInfo | None:
+        return self._last_of_run.get(run_id)
 
     def latest(self, source: str, slot: datetime) -> RunInfo | None:
         runs = self.for_slot(source, slot)
@@ -252,15 +300,18 @@ class RunWriter:
         return int(result["offset"])
 
 
-def claim_lost(log: RunLog, mine: RunInfo, stale_after_ms: int, now_ms: int) -> RunInfo | None:
+def claim_lost(
+    log: RunLog, mine: RunInfo, stale_after_ms: int, now_ms: int, heartbeat_timeout_ms: int
+) -> RunInfo | None:
     """The earlier live claim on ``mine``'s slot that wins over ours, if any.
 
     Claims are ordered by the runs topic (one partition): the first RUNNING record of a slot,
-    still fresh and not followed by a final record, wins; later claimants stand down.
+    still alive and not followed by a final record, wins; later claimants stand down.
     """
     earlier: Iterable[RunInfo] = (r for r in log.for_slot(mine.source, mine.slot_at) if r.offset < mine.offset)
     finals = {r.run_id for r in log.for_slot(mine.source, mine.slot_at) if r.final}
     for run in earlier:
-        if run.status == "RUNNING" and run.run_id not in finals and not run.expired(now_ms, stale_after_ms):
+        alive = not run.abandoned(now_ms, stale_after_ms, heartbeat_timeout_ms)
+        if run.status == "RUNNING" and run.run_id not in finals and alive:
             return run
     return None

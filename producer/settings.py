@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from core.kafka import KafkaSettings
 from core.kafka.topics import TopicSpec, pipeline_topics
@@ -59,7 +59,14 @@ class ProducerSettings(KafkaSettings):
     producer_transaction_timeout_ms: int = 15 * 60 * 1000
     """A run is one transaction; Kafka's transaction.max.timeout.ms is 15 minutes by default."""
     run_timeout_s: float = 2 * 3600
-    """A run's deadline: a RUNNING claim older than this, with no final record, was abandoned."""
+    """The upper bound of a live run: a RUNNING claim older than this, with no final record, is
+    abandoned even if its heartbeat goes on."""
+    run_heartbeat_s: float = Field(default=2.0, gt=0)
+    """How often a run renews its RUNNING claim while it works (download, read, publish)."""
+    run_heartbeat_timeout_s: float = Field(default=10.0, gt=0)
+    """A claim whose heartbeat stopped this long (seen by the process that looks) is abandoned:
+    fenced, recorded INTERRUPTED, and the slot runs again. Several heartbeats, so that a slow
+    broker write or a pause does not fence a live run."""
     scheduler_session_timeout_s: float = Field(default=6.0, gt=0)
     """How long a dead scheduler replica keeps its sources before the others take them over."""
     scheduler_partitions: int = Field(default=12, ge=1)
@@ -76,6 +83,15 @@ class ProducerSettings(KafkaSettings):
     """A run with a larger share of rows the reader could not read publishes no deletions."""
     max_invalid_jump: float = Field(default=0.02, ge=0, le=1)
     """A run whose share of invalid ISINs rose by more than this publishes no deletions."""
+
+    @model_validator(mode="after")
+    def _check_heartbeat(self) -> ProducerSettings:
+        if self.run_heartbeat_timeout_s < 2 * self.run_heartbeat_s:
+            raise ValueError(
+                "RUN_HEARTBEAT_TIMEOUT_S must be at least twice RUN_HEARTBEAT_S: one late heartbeat "
+                "must not fence a live run"
+            )
+        return self
 
     @field_validator("source_http_headers", mode="before")
     @classmethod

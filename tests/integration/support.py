@@ -299,6 +299,20 @@ class Pipeline:
                 return []
             raise
 
+    def run_statuses(self, run_id: str) -> list[str]:
+        """One run's records in the runs topic: its claim, its heartbeats folded into it (each a
+        RUNNING record with a later ``heartbeat_at``, checked here), then its final record(s)."""
+        records = [r for r in self.runs() if r["run_id"] == run_id]
+        out: list[str] = []
+        beat = None
+        for r in records:
+            if r["status"] == "RUNNING" and out == ["RUNNING"]:
+                assert beat is not None and r["heartbeat_at"] > beat, "a renewal that does not move the heartbeat"
+            else:
+                out.append(str(r["status"]))
+            beat = r.get("heartbeat_at")
+        return out
+
     def close(self) -> None:
         for proc in [*self.procs, *self.workers]:
             proc.stop()

@@ -168,7 +168,7 @@ def read_bse(shared_data: Path) -> tuple[list[str], list[str]]:
 
 def runs_of(pipeline: Pipeline, result: Produced) -> list[str]:
     assert result.summary is not None
-    return [r["status"] for r in pipeline.runs() if r["run_id"] == result.summary["run_id"]]
+    return pipeline.run_statuses(str(result.summary["run_id"]))
 
 
 def one_summary(result: Produced) -> dict[str, Any]:
