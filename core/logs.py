@@ -100,8 +100,6 @@ class RedactingFormatter(logging.Formatter):
         return redact(self.inner.format(record))
 
 
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object a line, each string field redacted."""
 

@@ -95,16 +95,16 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         help="Current record of every ISIN, keyed by ISIN; changelog = the current-records topic.",
     )
     serde = make_serde(settings.schema_registry_config())
-    store = FaustTableStore(table)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if check_state:
+        _rebuild_if_ahead(settings, table)
+    store = FaustTableStore(table, table_offsets(table, list(range(partitions))))
     output = OutputWriter(
         settings.output_producer_config(),
         settings.topic_current,
         settings.output_flush_timeout_s,
         dlq_topic=settings.topic_dlq,
     )
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    if check_state:
-        _rebuild_if_ahead(settings, table)
     seen = SeenIndex(settings.state_dir / f"{settings.app_id}-seen.rdb")
     reindex = RawRangeReader(settings.confluent_config(), settings.topic_raw)
     dedup = Dedup(serde, store, output, seen, reindex, settings.topic_current, settings.topic_dlq)
@@ -182,13 +182,6 @@ def wipe_if_ahead(state_dir: Path, applied: Mapping[int, int], ends: Mapping[int
         else:
             child.unlink()
     return True
-
-
-def check_topics(settings: StreamSettings) -> None:
-    """Stop with what to run if a topic is missing or mis-sized: a worker never creates one."""
-    from core.kafka.topics import check_topics as check
-
-    check(settings, settings.topics())
 
 
 _lazy: dict[str, BatchingApp] = {}

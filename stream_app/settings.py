@@ -20,6 +20,9 @@ class StreamSettings(KafkaSettings):
     state_dir: Path = Path("./state")
     """RocksDB state of this worker; one directory per worker."""
 
+    loss_check_s: float = Field(default=5.0, gt=0)
+    """How often a running worker checks that the broker still has its topics and its data
+    (the embedded broker restarted empty, a topic deleted and created again)."""
     web_host: str = "127.0.0.1"
     """Interface of the HTTP API; 0.0.0.0 in containers."""
     web_port: int = 6066

@@ -108,8 +108,11 @@ class RdictTableStore(_RdictReads):
 class FaustTableStore(_RdictReads):
     """A TableStore over ``faust.Table.data`` when it is Faust's RocksDB store."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, applied: Mapping[int, int] | None = None) -> None:
         self._table = table
+        self.applied: dict[int, int] = dict(applied or {})
+        """The last changelog offset written to each partition's RocksDB by this process (seeded
+        from disk at start): what the broker must still have, or it lost data."""
 
     @property
     def _store(self) -> Any:
@@ -127,6 +130,8 @@ class FaustTableStore(_RdictReads):
             return
         extra = {self.offset_key: str(changelog_offset).encode()} if changelog_offset is not None else None
         write_changes(self._db(partition), changes, extra)
+        if changelog_offset is not None:
+            self.applied[partition] = changelog_offset
 
     def items(self, partition: int, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """Records of one partition in key order, from ``start``."""

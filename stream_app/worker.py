@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 
 import faust
 
-from stream_app.app import check_topics, create_app
+from stream_app.app import create_app
+from stream_app.broker_loss import LossWatch, loss_reason, restart_in_place, wait_for_topics
 from stream_app.settings import StreamSettings
 
 logger = logging.getLogger(__name__)
 
 
 def run_worker(settings: StreamSettings, loglevel: str = "INFO") -> int:
-    """Check the topics, build the app, run it. Returns the process exit code."""
-    check_topics(settings)
+    """Wait for the topics, build the app, run it. Returns the process exit code.
+
+    While it runs, a ``LossWatch`` restarts it in place if the broker loses its data; a crash
+    that turns out to be such a loss (Faust's ``ConsistencyError``) does the same.
+    """
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if not wait_for_topics(settings, stopping.is_set):
+            return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     app = create_app(settings)
     logger.info(
         "stream worker %s starting: %s, HTTP API on %s, state in %s",
@@ -23,6 +37,8 @@ def run_worker(settings: StreamSettings, loglevel: str = "INFO") -> int:
         settings.advertised_url,
         settings.state_dir,
     )
+    store = app.isin.store
+    watch = LossWatch(settings, lambda: dict(store.applied)).start()
     worker = faust.Worker(
         app,
         loglevel=loglevel,
@@ -35,8 +51,22 @@ def run_worker(settings: StreamSettings, loglevel: str = "INFO") -> int:
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code != 0:
+            _restart_if_lost(settings, dict(store.applied), f"exit code {code}")
         return code
     except Exception as exc:  # the worker crashed: Faust re-raises the reason after shutdown
+        _restart_if_lost(settings, dict(store.applied), f"{type(exc).__name__}: {exc}")
         logger.error("stream worker crashed: %s: %s", type(exc).__name__, exc)
         return 1
+    finally:
+        watch.stop()
     return 0
+
+
+def _restart_if_lost(settings: StreamSettings, applied: dict[int, int], crash: str) -> None:
+    """A crash caused by a broker that lost data is a restart, not an exit."""
+    reason = loss_reason(settings, applied)
+    if reason is None and "ConsistencyError" in crash:
+        reason = f"Faust's recovery found the changelog behind the local table ({crash})"
+    if reason is not None:
+        restart_in_place(reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -66,6 +67,20 @@ def pipeline_topics(s: KafkaSettings) -> list[TopicSpec]:
     ]
 
 
+def _existing(s: KafkaSettings, timeout: float | None) -> dict[str, Any]:
+    admin = AdminClient(s.confluent_config())
+    try:
+        return dict(admin.list_topics(timeout=timeout if timeout is not None else s.kafka_connect_timeout_s).topics)
+    except KafkaException as exc:
+        raise kafka_error(exc, s.kafka_bootstrap_servers, "checking the topics") from exc
+
+
+def missing_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: float | None = None) -> list[str]:
+    """The names of ``specs`` the broker does not have. BrokerError if it cannot be reached."""
+    existing = _existing(s, timeout)
+    return [spec.name for spec in specs if spec.name not in existing or existing[spec.name].error]
+
+
 def check_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: float | None = None) -> None:
     """Raise BrokerError, saying what to run, if a topic is missing or has the wrong partition count.
 
@@ -74,12 +89,8 @@ def check_topics(s: KafkaSettings, specs: Iterable[TopicSpec], *, timeout: float
     and creating it by accident, with some default partition count, would break the
     co-partitioning of the raw and current topics for good.
     """
-    timeout = timeout if timeout is not None else s.kafka_connect_timeout_s
-    admin = AdminClient(s.confluent_config())
-    try:
-        existing = admin.list_topics(timeout=timeout).topics
-    except KafkaException as exc:
-        raise kafka_error(exc, s.kafka_bootstrap_servers, "checking the topics") from exc
+    specs = list(specs)
+    existing = _existing(s, timeout)
     missing = [spec.name for spec in specs if spec.name not in existing or existing[spec.name].error]
     if missing:
         raise BrokerError(
