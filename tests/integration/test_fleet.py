@@ -213,13 +213,19 @@ def test_one_run_of_a_configured_source_and_the_state_of_every_source(
     flags = pipeline.cli("produce", "--sources", str(sources), "--only", "nse", "--format", "xml")
     assert flags.returncode == 2 and "--format: with --sources, set this in the sources file" in flags.stderr
 
+    asked = time.time()
     states = pipeline.cli("runs", "--sources", str(sources), "--format", "json")
+    answered = time.time()
     assert states.returncode == 0, states.stderr
     by_source = {s["source"]: s for s in map(json.loads, states.stdout.splitlines())}
     assert set(by_source) == {"nse", "gleif-lei"}  # bse is disabled and never ran
     nse, gleif = by_source["nse"], by_source["gleif-lei"]
     assert (nse["status"], nse["valid"], nse["slot"]) == ("SUCCEEDED", 2387, first.summary["slot"])
-    assert 0 <= nse["last_success_age_s"] < 120 and nse["next_slot"] > nse["slot"]
+    # the age is the CLI's clock at the call minus the run's finish: between the two readings
+    success = next(r for r in pipeline.runs() if r["run_id"] == first.summary["run_id"] and r["status"] == "SUCCEEDED")
+    finished = success["finished_at"].timestamp()
+    assert asked - finished - 0.1 <= nse["last_success_age_s"] <= answered - finished + 0.1
+    assert nse["next_slot"] > nse["slot"]
     assert gleif["status"] is None and gleif["last_success_at"] is None and gleif["next_slot"].endswith("T00:00:00Z")
     table_text = pipeline.cli("runs", "--sources", str(sources))
     assert table_text.returncode == 0 and "never" in table_text.stdout and "SUCCEEDED" in table_text.stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -198,11 +197,11 @@ def test_no_isin_anywhere_fails_saying_what_was_looked_at(tmp_path: Path) -> Non
         read(write(tmp_path, {"data": ["a", "b"]}))
 
 
-def test_hostile_nesting_fails_fast(tmp_path: Path) -> None:
-    started = time.monotonic()
+def test_hostile_nesting_fails_at_the_depth_limit(tmp_path: Path) -> None:
+    """Refused by depth, not by running out of stack or time (no wall-clock bound needed: the
+    error names the limit, which only the depth check raises)."""
     with pytest.raises(ParseError, match="nested deeper"):
         read(write(tmp_path, "[" * 200_000))
-    assert time.monotonic() - started < 10
 
 
 @pytest.mark.usefixtures("shared_data")

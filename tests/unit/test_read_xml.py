@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import time
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
@@ -222,26 +221,20 @@ def test_no_isin_anywhere_fails_saying_what_was_looked_at(tmp_path: Path) -> Non
 
 
 def test_billion_laughs_is_never_expanded(tmp_path: Path) -> None:
+    """libxml2 refuses the amplification outright: the run fails saying why, and reads nothing."""
     entities = '<!ENTITY a0 "lol">' + "".join(f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10))
     doc = f'<?xml version="1.0"?>\n<!DOCTYPE l [{entities}]>\n<l><i isin="US0378331005">&a9;</i></l>'
-    started = time.monotonic()
-    try:
-        _lf, got, _bad = read(write(tmp_path, doc))
-    except ParseError as exc:
-        assert "entity" in str(exc)
-    else:  # read without expanding: the entity reference stays empty
-        assert all(len("".join(r.attributes.values())) < 100 for r in got)
-    assert time.monotonic() - started < 5
+    with pytest.raises(ParseError, match=r"broken XML.*amplification.*entity-expansion bomb"):
+        read(write(tmp_path, doc))
 
 
 def test_external_entities_are_not_resolved(tmp_path: Path) -> None:
+    """The record is read, and the external entity stays unresolved: its text is not there."""
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET")
     doc = f'<!DOCTYPE l [<!ENTITY x SYSTEM "file://{secret}">]>\n<l><i isin="US0378331005"><n>&x;</n></i></l>'
-    try:
-        _lf, got, _bad = read(write(tmp_path, doc))
-    except ParseError:
-        return
+    _lf, got, bad = read(write(tmp_path, doc))
+    assert [r.isin for r in got] == ["US0378331005"] and bad == []
     assert "TOP-SECRET" not in repr([r.attributes for r in got])
 
 
