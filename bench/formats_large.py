@@ -4,7 +4,7 @@ The real samples are small (the largest xlsx holds 34k rows), so their figures a
 detection; these show the reading speed and, above all, that memory stays flat at size. Each
 file holds the NSDL list's rows, repeated to ``rows``: real ISINs and names, not invented ones.
 BIFF8 (.xls) is not written: no maintained library writes it, and the reader loads it whole
-anyway (README, What the producer reads).
+anyway (docs/reading.md).
 """
 
 from __future__ import annotations

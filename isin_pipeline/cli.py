@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Daily ISIN lists into Kafka: validated Avro events, a deduplicated table, "
         "a log-compacted topic of current records, and an HTTP API. "
         "Configuration comes from the environment (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...); "
-        "see the README.",
+        "see docs/configuration.md.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _logging_arguments(parser)

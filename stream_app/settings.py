@@ -37,7 +37,7 @@ class StreamSettings(KafkaSettings):
     that copy has applied the changelog up to the high watermark of its latest fetch, instead of
     forwarding to the owner; false: always ask the owner."""
 
-    # Group timeouts that work on the embedded broker and on Kafka (see the README).
+    # Group timeouts that work on the embedded broker and on Kafka (see docs/guarantees.md).
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
     max_poll_interval_s: float = 30.0
