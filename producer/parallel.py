@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from core.isin import InvalidIsin, RowError, known_prefixes, validate_isin
 from producer.distinct import BUCKETS
 from producer.reading import BadRow, Row
 from producer.reading.columns import TableLayout
 from producer.reading.delimited import RowShape
-from producer.reading.model import MAX_ROW_BYTES, shorten
-from schemas import content_hash
+from producer.reading.lines import Overlong
+from producer.reading.model import MAX_ROW_BYTES
+from producer.rows import RowCounts, run_rows
 from schemas.fastpath import EventEncoder
 
 logger = logging.getLogger(__name__)
@@ -83,20 +83,44 @@ class RangeResult:
     """The events' encoded values, one after the other."""
     lengths: bytes = b""
     """The length of each value, an ``array("I")``'s bytes: compact to send between processes."""
-    dead: list[tuple[int, str, str, str]] = field(default_factory=list)
-    """(line, raw, error, reason) of each row not published."""
-    rows: int = 0
-    valid: int = 0
-    invalid: int = 0
-    unreadable: int = 0
-    unknown_prefixes: dict[str, int] = field(default_factory=dict)
+    dead: list[tuple[int, str, str, str, str]] = field(default_factory=list)
+    """(line, raw, error, reason, where) of each row not published, as the row loop gave them."""
+    counts: RowCounts = field(default_factory=RowCounts)
     buckets: list[bytes] = field(default_factory=list)
     """The valid ISINs as ``producer.distinct`` packs them, one array's bytes per bucket."""
     raw_bad: list[str] = field(default_factory=list)
     """The text of unreadable rows, for the ISINs they hold (kept from deletion)."""
     section_lines: int = 0
-    last_bad: bool = False
     unterminated: bool = False
+
+
+class _RangeSink:
+    """A worker's sink of the row loop: the range's events packed for the trip back."""
+
+    def __init__(self, out: RangeResult) -> None:
+        self.out = out
+        self.keys: list[bytes] = []
+        self.values: list[bytes] = []
+        self.lengths = array("I")
+        self.buckets = [array("Q") for _ in range(BUCKETS)]
+
+    def event(self, isin: str, value: bytes) -> None:
+        self.keys.append(isin.encode())
+        self.values.append(value)
+        self.lengths.append(len(value))
+        number = int(isin[:11], 36)
+        self.buckets[number & (BUCKETS - 1)].append(number)
+
+    def dead(self, line: int, raw: str, error: str, reason: str, where: str) -> None:
+        self.out.dead.append((line, raw, error, reason, where))
+
+    def unreadable(self, raw: str) -> None:
+        self.out.raw_bad.append(raw)
+
+    def pack(self) -> None:
+        out = self.out
+        out.keys, out.values, out.lengths = b"".join(self.keys), b"".join(self.values), self.lengths.tobytes()
+        out.buckets = [b.tobytes() for b in self.buckets]
 
 
 def eligible(table: Table) -> bool:
@@ -142,7 +166,7 @@ def plan(path: Path, header_line: int, workers: int) -> list[tuple[int, int, int
 
 
 def read_range(job: Job) -> RangeResult:
-    """Worker: the rows of one byte range, validated and encoded (no Kafka here)."""
+    """Worker: the rows of one byte range through the row loop (no Kafka here)."""
     out = RangeResult()
     with open(job.path, "rb") as f:
         f.seek(job.start)
@@ -157,52 +181,23 @@ def read_range(job: Job) -> RangeResult:
         out.unterminated = True
     shape = RowShape(job.layout, job.delimiter, job.sections)
     encode = EventEncoder(None, "", job.source, job.run_id, job.published_at, header=job.header)
-    source = job.source
-    known, unknown = known_prefixes(), out.unknown_prefixes
-    buckets = [array("Q") for _ in range(BUCKETS)]
-    mask = BUCKETS - 1
-    keys: list[bytes] = []
-    values: list[bytes] = []
-    lengths = array("I")
+    sink = _RangeSink(out)
+    run_rows(_items(lines, job, shape), encode, job.source, job.delimiter, sink, out.counts)
+    sink.pack()
+    out.section_lines = shape.section_lines
+    return out
+
+
+def _items(lines: list[str], job: Job, shape: RowShape) -> Iterator[Row | BadRow]:
+    """The rows of a range's lines, as the sequential reader gives them."""
     delimiter = job.delimiter
     for number, line in enumerate(lines, start=job.first_line):
-        item: Row | BadRow | None
         if len(line) > MAX_ROW_BYTES:
-            reason = f"the line is longer than {MAX_ROW_BYTES} bytes"
-            item = BadRow(number, shorten(line[:200]), RowError.MALFORMED_ROW, reason)
-        else:
-            item = shape(number, line.split(delimiter))
-            if item is None:
-                continue
-        out.rows += 1
-        if isinstance(item, BadRow):
-            out.unreadable += 1
-            out.last_bad = True
-            out.dead.append((item.line, item.raw, item.error.value, item.reason))
-            out.raw_bad.append(item.raw)
+            yield Overlong.of(number, line).bad_row()
             continue
-        try:
-            isin = validate_isin(item.isin)
-        except InvalidIsin as exc:
-            out.invalid += 1
-            out.last_bad = True
-            out.dead.append((number, delimiter.join(item.raw), exc.error.value, exc.reason))
-            continue
-        out.valid += 1
-        out.last_bad = False
-        if isin[:2] not in known:
-            unknown[isin[:2]] = unknown.get(isin[:2], 0) + 1
-        attributes = item.attributes
-        value_bytes = encode(isin, number, attributes, content_hash(source, attributes))
-        keys.append(isin.encode())
-        values.append(value_bytes)
-        lengths.append(len(value_bytes))
-        value = int(isin[:11], 36)
-        buckets[value & mask].append(value)
-    out.keys, out.values, out.lengths = b"".join(keys), b"".join(values), lengths.tobytes()
-    out.section_lines = shape.section_lines
-    out.buckets = [b.tobytes() for b in buckets]
-    return out
+        item = shape(number, line.split(delimiter))
+        if item is not None:
+            yield item
 
 
 WINDOW_PER_WORKER = 2

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ParseError
-from core.isin import InvalidIsin, known_prefixes, validate_isin
+from core.isin import InvalidIsin, validate_isin
 from core.kafka import partition_for
 from producer.distinct import DistinctCounter
 from producer.publish import Publisher
-from producer.reading import BadRow, ListFile, ReadHints, Row
+from producer.reading import ListFile, ReadHints
 from producer.reading.model import DEAD_LETTER_RAW_CHARS, shorten
-from schemas import DEAD_LETTER, END_OF_RUN, Serde, content_hash
+from producer.rows import RowCounts, run_rows
+from schemas import DEAD_LETTER, END_OF_RUN, Serde
 from schemas.fastpath import EventEncoder
 
 logger = logging.getLogger(__name__)
@@ -155,56 +156,52 @@ def publish_list(path: Path, run: ListRun, result: ReadResult, progress: RowProg
         )
 
 
+class _BatchSink:
+    """The run process's sink of the row loop: events in batches to the publisher."""
+
+    def __init__(self, state: _Publishing) -> None:
+        self.state = state
+        self.batch: list[dict[str, bytes]] = []
+        self.isins: list[str] = []
+        self._send_batch = state.run.publisher.send_batch
+        self._raw_topic = state.run.topics.raw
+        self.dead = state.dead
+        self.unreadable = state.keep
+
+    def event(self, isin: str, value: bytes) -> None:
+        self.batch.append({"key": isin.encode(), "value": value})
+        self.isins.append(isin)
+        if len(self.batch) >= BATCH:
+            self.send()
+
+    def send(self) -> None:
+        if self.batch:
+            self._send_batch(self._raw_topic, self.batch)
+            self.state.distinct.add_many(self.isins)
+            self.batch, self.isins = [], []
+
+
 def _publish_rows(state: _Publishing, reader: ListFile, progress: RowProgress | None) -> None:
     """Row by row, in this process: every format."""
     run, result = state.run, state.result
-    raw_topic = run.topics.raw
-    send_batch = run.publisher.send_batch
-    encode_event = state.encode_event
-    source = run.source
+    counts = RowCounts()
+    sink = _BatchSink(state)
     joiner = str(result.layout.get("delimiter", ","))
-    known, unknown = known_prefixes(), result.unknown_prefixes
-    batch: list[dict[str, bytes]] = []
-    isins: list[str] = []
-    rows = valid = invalid = unreadable = 0
-    last_bad = False
     try:
-        for item in reader.rows():
-            rows += 1
-            if type(item) is BadRow:
-                unreadable += 1
-                last_bad = True
-                state.dead(item.line, item.raw, item.error.value, item.reason, item.where)
-                state.keep(item.raw)
-                continue
-            assert type(item) is Row
-            try:
-                isin = validate_isin(item.isin)
-            except InvalidIsin as exc:
-                invalid += 1
-                last_bad = True
-                state.dead(item.line, joiner.join(item.raw), exc.error.value, exc.reason, item.where)
-                continue
-            last_bad = False
-            valid += 1
-            if isin[:2] not in known:
-                unknown[isin[:2]] = unknown.get(isin[:2], 0) + 1
-            attributes = item.attributes
-            value = encode_event(isin, item.line, attributes, content_hash(source, attributes))
-            batch.append({"key": isin.encode(), "value": value})
-            isins.append(isin)
-            if len(batch) >= BATCH:
-                send_batch(raw_topic, batch)
-                state.distinct.add_many(isins)
-                batch, isins = [], []
-                if progress is not None:
-                    progress(rows)
-        if batch:
-            send_batch(raw_topic, batch)
-            state.distinct.add_many(isins)
-        result.last_line_bad = reader.unterminated and last_bad
+        run_rows(reader.rows(), state.encode_event, run.source, joiner, sink, counts, progress, BATCH)
+        sink.send()
+        result.last_line_bad = reader.unterminated and counts.last_bad
     finally:
-        result.rows, result.valid, result.invalid, result.unreadable = rows, valid, invalid, unreadable
+        _add_counts(result, counts)
+
+
+def _add_counts(result: ReadResult, counts: RowCounts) -> None:
+    result.rows += counts.rows
+    result.valid += counts.valid
+    result.invalid += counts.invalid
+    result.unreadable += counts.unreadable
+    for prefix, n in counts.unknown_prefixes.items():
+        result.unknown_prefixes[prefix] = result.unknown_prefixes.get(prefix, 0) + n
 
 
 def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProgress | None) -> bool:
@@ -215,7 +212,7 @@ def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProg
     if table is None:
         return False
     details = reader.detected.details
-    delimited, payload, encoding = table
+    delimited, payload, encoding = table.reader, table.payload, table.encoding
     spec = parallel.Table(
         payload.path if payload.container == "none" else None,
         payload.open,
@@ -256,22 +253,17 @@ def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProg
         sections = 0
         last_bad = unterminated = False
         for part in parallel.results_in_order(jobs, run.workers):
-            result.rows += part.rows
-            result.valid += part.valid
-            result.invalid += part.invalid
-            result.unreadable += part.unreadable
-            for prefix, n in part.unknown_prefixes.items():
-                result.unknown_prefixes[prefix] = result.unknown_prefixes.get(prefix, 0) + n
-            for line, raw, error, reason in part.dead:
-                state.dead(line, raw, error, reason)
+            _add_counts(result, part.counts)
+            for line, raw, error, reason, where in part.dead:
+                state.dead(line, raw, error, reason, where)
             for raw in part.raw_bad:
                 state.keep(raw)
             for batch in parallel.events(part, BATCH):
                 run.publisher.send_batch(run.topics.raw, batch)
             state.distinct.add_packed(part.buckets)
             sections += part.section_lines
-            if part.rows:
-                last_bad = part.last_bad
+            if part.counts.rows:
+                last_bad = part.counts.last_bad
             unterminated = part.unterminated
             if progress is not None:
                 progress(result.rows)

@@ -1,8 +1,13 @@
-"""What every Kafka client of the pipeline agrees on: partitioning and record headers."""
+"""What every Kafka client of the pipeline agrees on: partitioning, record headers, and how a
+confluent-kafka client is built (``new_producer``, ``new_consumer``, ``new_admin``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -18,3 +23,19 @@ def header_pairs(headers: Any) -> list[tuple[str, bytes]]:
         return []
     pairs = headers.items() if isinstance(headers, dict) else headers
     return [(str(k), v if isinstance(v, bytes) else (b"" if v is None else str(v).encode())) for k, v in pairs]
+
+
+def new_producer(conf: Mapping[str, Any], **overrides: Any) -> Producer:
+    """A confluent-kafka producer from a ``KafkaSettings`` config (``producer_config()`` or
+    ``confluent_config()``) and overrides: every producer of the pipeline is built here."""
+    return Producer({**conf, **overrides})
+
+
+def new_consumer(conf: Mapping[str, Any], **overrides: Any) -> Consumer:
+    """A confluent-kafka consumer, built the same way."""
+    return Consumer({**conf, **overrides})
+
+
+def new_admin(conf: Mapping[str, Any]) -> AdminClient:
+    """A confluent-kafka admin client, built the same way."""
+    return AdminClient(dict(conf))

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from core.errors import ParseError
 from producer.reading.container import Payload, Unpacker, sniff
@@ -49,6 +49,9 @@ __all__ = [
     "Row",
     "normalise_header",
 ]
+
+if TYPE_CHECKING:
+    from producer.reading.textlist import TextTable
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +135,8 @@ class ListFile:
             raise RuntimeError("ListFile.rows() outside its context manager")
         yield from self._reader.rows()
 
-    def text_table(self) -> Any:
-        """For the parallel producer: (DelimitedReader, Payload, Encoding) of a delimited text list,
+    def text_table(self) -> TextTable | None:
+        """For the parallel producer: the reader, bytes and encoding of a delimited text list,
         else None."""
         from producer.reading.textlist import TextList
 

@@ -176,12 +176,7 @@ class DelimitedReader:
     @staticmethod
     def _overlong(chunks: LineChunks[str]) -> Iterator[Item]:
         for long in chunks.overlong:
-            yield BadRow(
-                long.line,
-                shorten(long.describe()),
-                RowError.MALFORMED_ROW,
-                f"the line is longer than {MAX_ROW_BYTES} bytes",
-            )
+            yield long.bad_row()
         chunks.overlong.clear()
 
     def _chunk(self, first: int, lines: list[str], final: bool) -> Generator[Item, None, int | None]:

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, AnyStr, Generic
 
-from producer.reading.model import MAX_ROW_BYTES
+from core.isin import RowError
+from producer.reading.model import MAX_ROW_BYTES, BadRow, shorten
 
 CHUNK = 1024 * 1024
 _ISIN_LIKE = r"[A-Za-z]{2}[A-Za-z0-9]{9}[0-9]"
@@ -27,6 +28,20 @@ class Overlong:
     def describe(self) -> str:
         tokens = f" … ISIN-like values in the line: {' '.join(sorted(self.tokens)[:20])}" if self.tokens else " …"
         return self.head + tokens
+
+    @classmethod
+    def of(cls, line: int, text: str) -> Overlong:
+        """A whole over-long line already in memory (the parallel reader's byte ranges)."""
+        return cls(line, text[:200], set(_TOKEN_STR.findall(text)))
+
+    def bad_row(self) -> BadRow:
+        """The one dead letter of an over-long line, whichever reader met it."""
+        return BadRow(
+            self.line,
+            shorten(self.describe()),
+            RowError.MALFORMED_ROW,
+            f"the line is longer than {MAX_ROW_BYTES} bytes",
+        )
 
 
 class LineChunks(Generic[AnyStr]):

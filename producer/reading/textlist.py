@@ -6,7 +6,7 @@ import io
 from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from core.errors import ParseError
 from producer.reading.container import Payload
@@ -33,6 +33,14 @@ def _delimited(lines: list[str]) -> bool:
         if common >= 1 and n * 2 > len(rows):
             return True
     return False
+
+
+class TextTable(NamedTuple):
+    """A delimited text list as the sequential reader found it: what the parallel reader needs."""
+
+    reader: DelimitedReader
+    payload: Payload
+    encoding: Encoding
 
 
 class TextList:
@@ -106,11 +114,11 @@ class TextList:
         self.details = {"isin_at": f"{layout.start + 1}:{layout.end}"}
         return "fixed"
 
-    def table(self) -> tuple[DelimitedReader, Payload, Encoding] | None:
+    def table(self) -> TextTable | None:
         """The delimited table, its bytes and encoding, for a reader in other processes; None for
         a fixed-width list."""
         if isinstance(self._reader, DelimitedReader):
-            return self._reader, self._payload, self.encoding
+            return TextTable(self._reader, self._payload, self.encoding)
         return None
 
     def rows(self) -> Iterator[Item]:
