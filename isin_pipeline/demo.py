@@ -33,6 +33,7 @@ from rich.table import Table
 
 from core.broker import EmbeddedBroker, free_port, terminate
 from core.errors import PipelineError
+from core.waiting import wait_for
 from isin_pipeline.topics import create_all
 
 logger = logging.getLogger(__name__)
@@ -64,31 +65,32 @@ def get_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
 
 def wait_healthy(api: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+
+    def healthy() -> bool:
         if proc.poll() is not None:
             raise PipelineError(f"the stream worker exited with code {proc.returncode} while starting")
         try:
-            status, _ = get_json(f"{api}/healthz", timeout=2)
-            if status == 200:
-                return time.monotonic() - started
+            return get_json(f"{api}/healthz", timeout=2)[0] == 200
         except (OSError, ValueError):
-            pass
-        time.sleep(0.2)
-    raise PipelineError(f"the stream worker was not healthy within {timeout:.0f}s")
+            return False
+
+    wait_for("the stream worker to be healthy", healthy, timeout, interval=0.2, error=PipelineError)
+    return time.monotonic() - started
 
 
 def wait_caught_up(api: str, published: int, partitions: int, timeout: float) -> dict[str, Any]:
     """Until every published event and every end-of-run marker was processed."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
+
+    def caught_up() -> dict[str, Any] | None:
         status, stats = get_json(f"{api}/stats")
         if status == 200 and stats.get("complete"):
             events = sum(w["dedup"]["events"] for w in stats["workers"])
             markers = sum(w["dedup"]["markers"] for w in stats["workers"])
             if events >= published and markers >= partitions:
                 return dict(stats)
-        time.sleep(0.2)
-    raise PipelineError(f"the table did not catch up within {timeout:.0f}s")
+        return None
+
+    return dict(wait_for("the table to catch up", caught_up, timeout, interval=0.2, error=PipelineError))
 
 
 def run_demo(keep_running: bool = False, web_port: int = 0, log_level: str = "INFO") -> int:

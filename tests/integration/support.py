@@ -17,6 +17,7 @@ from typing import Any
 
 from core.broker import free_port
 from core.kafka import KafkaSettings
+from core.waiting import wait_for as core_wait_for
 from stream_app.client import Item, TopicReader, current_set
 
 
@@ -34,15 +35,9 @@ class Produced:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    """Poll ``check`` until it returns something truthy; bounded in time."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    """Poll ``check`` until it returns something truthy; bounded in time (``core.waiting``, the
+    test's failure an AssertionError)."""
+    return core_wait_for(what, check, timeout, interval, error=AssertionError)
 
 
 class Proc:
