@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from core.errors import BrokerError, PublishError
+from core.kafka import new_producer
 from core.kafka.errors import kafka_error
 from core.kafka.producing import Headers, produce, produce_batch
 from producer.settings import ProducerSettings
@@ -58,7 +59,7 @@ class Publisher:
     def __init__(
         self,
         settings: ProducerSettings,
-        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        producer_factory: Callable[[dict[str, Any]], Producer] = new_producer,
         should_stop: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._settings = settings

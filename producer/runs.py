@@ -22,7 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from core.errors import PublishError
-from core.kafka import KafkaSettings
+from core.kafka import KafkaSettings, new_producer
 from core.kafka.errors import kafka_error
 from core.kafka.producing import produce
 from core.kafka.ranges import Tail
@@ -281,7 +281,7 @@ class RunWriter:
     def write(self, run: RunInfo, timeout: float = 30.0) -> int:
         """Append ``run`` and wait for it; returns its offset."""
         if self._producer is None:
-            self._producer = Producer(self._conf)
+            self._producer = new_producer(self._conf)
         result: dict[str, Any] = {}
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from core.kafka import new_producer
 from core.kafka.producing import produce
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class OutputWriter:
         conf: dict[str, Any],
         topic: str,
         flush_timeout_s: float,
-        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        producer_factory: Callable[[dict[str, Any]], Producer] = new_producer,
         dlq_topic: str | None = None,
     ) -> None:
         self._conf = conf
