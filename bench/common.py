@@ -33,6 +33,7 @@ def private_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
             "TOPIC_CURRENT": f"{prefix}.current",
             "TOPIC_DLQ": f"{prefix}.dlq",
             "TOPIC_RUNS": f"{prefix}.runs",
+            "TOPIC_CHANGES": f"{prefix}.changes",
             "APP_ID": prefix,
             "TOPIC_PARTITIONS": "6",
         }

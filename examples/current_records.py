@@ -25,6 +25,8 @@ SCHEMA_FILE = Path(__file__).resolve().parents[1] / "schemas" / "avro" / "curren
 
 
 class CurrentRecords:
+    """Decodes the values of one of the pipeline's schemas (by default CurrentRecord)."""
+
     def __init__(self, schema_file: Path = SCHEMA_FILE) -> None:
         raw = json.loads(schema_file.read_text(encoding="utf-8"))
         self.schema = parse_schema(raw)
@@ -62,11 +64,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def arguments(description: str, group: str) -> argparse.Namespace:
+def arguments(description: str, group: str, topic: str = "isin.current") -> argparse.Namespace:
     """The example consumers' command line."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", default="isin.current")
+    parser.add_argument("--topic", default=topic)
     parser.add_argument("--group", default=group)
     parser.add_argument("--from-beginning", action="store_true")
     parser.add_argument("--idle-exit", type=float)

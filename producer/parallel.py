@@ -71,6 +71,7 @@ class Job:
     source: str
     run_id: str
     published_at: int
+    slot_ms: int | None = None
 
 
 @dataclass
@@ -180,7 +181,7 @@ def read_range(job: Job) -> RangeResult:
     elif job.last:
         out.unterminated = True
     shape = RowShape(job.layout, job.delimiter, job.sections)
-    encode = EventEncoder(None, "", job.source, job.run_id, job.published_at, header=job.header)
+    encode = EventEncoder(None, "", job.source, job.run_id, job.published_at, header=job.header, slot_ms=job.slot_ms)
     sink = _RangeSink(out)
     run_rows(_items(lines, job, shape), encode, job.source, job.delimiter, sink, out.counts)
     sink.pack()

@@ -87,6 +87,8 @@ class ListRun:
     workers: int = 1
     parallel_min_bytes: int = 16 * 1024 * 1024
     """Smaller lists are read in the run's process: starting workers costs more than it saves."""
+    slot_ms: int | None = None
+    """The run's slot (valid time), carried by every event and marker."""
 
 
 class _Publishing:
@@ -96,7 +98,9 @@ class _Publishing:
         self.run = run
         self.result = result
         self.published_at = now_ms()
-        self.encode_event = EventEncoder(run.serde, run.topics.raw, run.source, run.run_id, self.published_at)
+        self.encode_event = EventEncoder(
+            run.serde, run.topics.raw, run.source, run.run_id, self.published_at, slot_ms=run.slot_ms
+        )
         self._encode_dead = run.serde.encoder(run.topics.dlq, DEAD_LETTER)
         self._run_key = run.run_id.encode()
         self.distinct = DistinctCounter(run.spool_dir)
@@ -247,6 +251,7 @@ def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProg
                 run.source,
                 run.run_id,
                 state.published_at,
+                run.slot_ms,
             )
             for i, (start, end, first) in enumerate(ranges)
         ]
@@ -285,6 +290,7 @@ def send_markers(
     run_id: str,
     run_valid: int,
     kept: set[str],
+    slot_ms: int | None = None,
 ) -> None:
     """One EndOfRun per raw partition, after that partition's events were acknowledged."""
     encode = serde.encoder(raw_topic, END_OF_RUN)
@@ -305,5 +311,6 @@ def send_markers(
             "run_valid": run_valid,
             "finished_at": finished,
             "kept": kept_in.get(partition, []),
+            "slot": slot_ms,
         }
         publisher.send(raw_topic, None, encode(record), [("run-id", run_key)], partition=partition)

@@ -89,6 +89,7 @@ def read_and_send(ctx: RunContext, plan: RunPlan, summary: RunSummary, publisher
                 spool_dir=settings.spool_dir,
                 workers=workers_wanted(settings.producer_workers),
                 parallel_min_bytes=settings.producer_parallel_min_bytes,
+                slot_ms=int(plan.slot.timestamp() * 1000),
             ),
             read,
             progress.on_rows if progress else None,
@@ -152,7 +153,10 @@ def complete(
     if done:
         raise FencedError(f"run {done[-1].run_id} completed slot {summary.slot} first")
     if status == "SUCCEEDED":
-        send_markers(ctx.serde, ctx.settings.topic_raw, publisher, plan.source, summary.run_id, read.valid, read.kept)
+        slot_ms = int(plan.slot.timestamp() * 1000)
+        send_markers(
+            ctx.serde, ctx.settings.topic_raw, publisher, plan.source, summary.run_id, read.valid, read.kept, slot_ms
+        )
         summary.markers = True
     stop_heartbeat()  # no renewal may follow the final record
     finish(me, summary, status)

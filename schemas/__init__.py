@@ -6,7 +6,9 @@ app and downstream consumers:
 - ``IsinEvent``: one ISIN seen in one run (raw events topic, key = ISIN);
 - ``EndOfRun``: the per-partition end-of-run marker (raw events topic);
 - ``CurrentRecord``: the current state of an ISIN (compacted current-records topic);
-- ``DeadLetter``: a row that could not be published (dead-letter topic).
+- ``DeadLetter``: a row that could not be published (dead-letter topic);
+- ``RunRecord``: one producer run (runs topic);
+- ``ListingChange``: one change of one source's listing of one ISIN (change topic).
 
 Two wire formats are written and both are always read:
 
@@ -20,6 +22,7 @@ from schemas.catalog import (
     DEAD_LETTER,
     END_OF_RUN,
     ISIN_EVENT,
+    LISTING_CHANGE,
     RUN_RECORD,
     AvroSchema,
     all_schemas,
@@ -32,6 +35,7 @@ __all__ = [
     "DEAD_LETTER",
     "END_OF_RUN",
     "ISIN_EVENT",
+    "LISTING_CHANGE",
     "RUN_RECORD",
     "AvroSchema",
     "Decoded",

@@ -46,12 +46,13 @@ END_OF_RUN = _load("end_of_run.avsc")
 CURRENT_RECORD = _load("current_record.avsc")
 DEAD_LETTER = _load("dead_letter.avsc")
 RUN_RECORD = _load("run_record.avsc")
+LISTING_CHANGE = _load("listing_change.avsc")
 
 
 @cache
 def all_schemas() -> Mapping[str, AvroSchema]:
     """Every schema of the project by full name."""
-    return {s.name: s for s in (ISIN_EVENT, END_OF_RUN, CURRENT_RECORD, DEAD_LETTER, RUN_RECORD)}
+    return {s.name: s for s in (ISIN_EVENT, END_OF_RUN, CURRENT_RECORD, DEAD_LETTER, RUN_RECORD, LISTING_CHANGE)}
 
 
 @cache

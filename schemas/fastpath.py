@@ -94,12 +94,17 @@ class EventEncoder:
         run_id: str,
         published_at_ms: int,
         header: bytes | None = None,
+        slot_ms: int | None = None,
     ) -> None:
         """``header``: the wire-format header another encoder of the same run found (``.header``),
-        for an encoder in another process; else it is asked of ``serde``."""
+        for an encoder in another process; else it is asked of ``serde``. ``slot_ms``: the run's
+        slot (null when not given)."""
         self._run_id = avro_string(run_id)
         self._source = avro_string(source)
-        self._published = zigzag_varint(published_at_ms)
+        # the last two fields never change within a run: published_at, then the slot's union
+        self._published = zigzag_varint(published_at_ms) + (
+            b"\x00" if slot_ms is None else b"\x02" + zigzag_varint(slot_ms)
+        )
         if header is not None:
             self.header = self._head = header
             return
@@ -113,6 +118,7 @@ class EventEncoder:
             "line": 0,
             "attributes": {},
             "published_at": published_at_ms,
+            "slot": slot_ms,
         }
         # The serde's own encoding of a sample gives the header: the single-object fingerprint,
         # or, with a registry, the schema id AvroSerializer registered.
@@ -204,7 +210,7 @@ class NewRecordWriter:
             return None
 
     def _join(self, key: bytes, v: bytes, i: int) -> bytes | None:
-        # IsinEvent: content_hash, run_id, isin, country_code, source, line, attributes, published_at
+        # IsinEvent: content_hash, run_id, isin, country_code, source, line, attributes, published_at, slot
         a = i
         i = _after_string(v, i)
         digest = v[a:i]
@@ -238,6 +244,11 @@ class NewRecordWriter:
         a = i
         _, i = _varint(v, i)
         published = v[a:i]
+        branch, i = _varint(v, i)  # slot: null, or a long
+        if branch == 1:
+            _, i = _varint(v, i)
+        elif branch != 0:
+            return None
         if i != len(v):
             return None
         # CurrentRecord: listing_hashes, isin, country_code, listings[1 Listing], change NEW, updated_at

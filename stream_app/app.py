@@ -104,10 +104,13 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         settings.topic_current,
         settings.output_flush_timeout_s,
         dlq_topic=settings.topic_dlq,
+        changes_topic=settings.topic_changes,
     )
     seen = SeenIndex(settings.state_dir / f"{settings.app_id}-seen.rdb")
     reindex = RawRangeReader(settings.confluent_config(), settings.topic_raw)
-    dedup = Dedup(serde, store, output, seen, reindex, settings.topic_current, settings.topic_dlq)
+    dedup = Dedup(
+        serde, store, output, seen, reindex, settings.topic_current, settings.topic_dlq, settings.topic_changes
+    )
     metrics = StreamMetrics()
     ctx = StreamContext(settings, serde, table, store, dedup, output, seen, metrics)
     app.isin = ctx  # type: ignore[attr-defined]

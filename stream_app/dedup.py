@@ -25,10 +25,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
-from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, Serde, SerializationError
+from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING_CHANGE, Serde, SerializationError
 from schemas.fastpath import NewRecordWriter, leading_strings
+from stream_app.changes import listing_changes
 from stream_app.records import listing_hashes, merge_event, remove_source
 from stream_app.seen import SeenIndex
 from stream_app.store import TableStore
@@ -40,6 +42,8 @@ SWEEP_YIELD_EVERY = 20_000
 
 class Output(Protocol):
     def send(self, partition: int, key: bytes, value: bytes | None) -> None: ...
+
+    def change(self, partition: int, key: bytes, value: bytes) -> None: ...
 
     def dead_letter(self, key: bytes | None, value: bytes) -> None: ...
 
@@ -90,6 +94,8 @@ class Dedup:
         reindex: Reindex,
         current_topic: str,
         dlq_topic: str | None = None,
+        changes_topic: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._serde = serde
         self._store = store
@@ -99,6 +105,8 @@ class Dedup:
         self._encode = serde.encoder(current_topic, CURRENT_RECORD)
         self._new_record = NewRecordWriter(serde, current_topic)
         self._encode_dead = serde.encoder(dlq_topic, DEAD_LETTER) if dlq_topic else None
+        self._encode_change = serde.encoder(changes_topic, LISTING_CHANGE) if changes_topic else None
+        self._clock = clock
         self.stats = DedupStats()
         self._batch = DedupStats()
         self._dead_pending = False
@@ -153,7 +161,7 @@ class Dedup:
             if old is not None and digest in listing_hashes(old):
                 stats.unchanged += 1
                 continue
-            if old is None:
+            if old is None and self._encode_change is None:
                 fresh = new_record(key, value)  # None: not cut from the bytes; decoded below
                 if fresh is not None:
                     pending[key] = fresh
@@ -173,9 +181,13 @@ class Dedup:
                 self._reject(partition, rec.offset, f"key {key!r} is not the event's ISIN {event['isin']}", value)
                 continue
             old_record = decode(old).record if old is not None else None
-            new_value = encode(merge_event(old_record, event))
+            merged = merge_event(old_record, event)
+            new_value = encode(merged)
             pending[key] = new_value
             send(partition, key, new_value)
+            if self._encode_change is not None:
+                slot = event.get("slot") or event["published_at"]
+                self._changes(partition, key, old_record, merged, event["run_id"], slot)
             if old is None:
                 stats.new += 1
             else:
@@ -183,6 +195,14 @@ class Dedup:
         await self._commit(partition, pending, seen_runs, records[-1].offset)
         self._committed(partition, stats)
         self.stats.last_event_at = time.time()
+
+    def _changes(self, partition: int, key: bytes, before: Any, after: Any, run_id: str, slot: datetime | int) -> None:
+        """The listing changes from ``before`` to ``after``, sent with the record (same flush)."""
+        assert self._encode_change is not None
+        at = int(self._clock() * 1000)
+        slot_ms = int(slot.timestamp() * 1000) if isinstance(slot, datetime) else int(slot)
+        for change in listing_changes(key.decode(), before, after, run_id, slot_ms, at):
+            self._output.change(partition, key, self._encode_change(change))
 
     def _committed(self, partition: int, batch: DedupStats) -> None:
         """Count a batch the store now holds (no await between the store write and this)."""
@@ -261,7 +281,9 @@ class Dedup:
             self._seen.add(partition, run_id, sorted(k.encode() for k in kept))
         finished = marker["finished_at"]
         at_ms = int(finished.timestamp() * 1000) if hasattr(finished, "timestamp") else int(finished)
-        deleted = await self._sweep(partition, run_id, source, at_ms)
+        slot = marker.get("slot")
+        slot_ms = None if slot is None else (int(slot.timestamp() * 1000) if hasattr(slot, "timestamp") else int(slot))
+        deleted = await self._sweep(partition, run_id, source, at_ms, slot_ms)
         self._seen.finish(partition, run_id, offset)
         self.stats.sweeps += 1
         logger.info(
@@ -273,8 +295,9 @@ class Dedup:
             marker["events"],
         )
 
-    async def _sweep(self, partition: int, run_id: str, source: str, at_ms: int) -> int:
+    async def _sweep(self, partition: int, run_id: str, source: str, at_ms: int, slot_ms: int | None = None) -> int:
         """Remove ``source`` from records of ``partition`` it listed but ``run_id`` did not."""
+        slot_ms = at_ms if slot_ms is None else slot_ms
         seen = self._seen.keys(partition, run_id)
         next_seen = next(seen, None)
         src = source.encode()
@@ -293,6 +316,8 @@ class Dedup:
                 continue
             remaining = remove_source(record, source, at_ms)
             changes[key] = None if remaining is None else self._encode(remaining)
+            if self._encode_change is not None:
+                self._changes(partition, key, record, remaining, run_id, slot_ms)
         if not changes:
             return 0
         for key, new in changes.items():

@@ -1,4 +1,5 @@
-"""Writes changed records to the current-records topic, which is the table's changelog.
+"""Writes changed records to the current-records topic, which is the table's changelog, and
+their listing changes to the change topic.
 
 A confluent-kafka producer (idempotent, explicit partition = the source partition, so the
 topic stays co-partitioned with the raw topic). ``flush()`` waits for every record sent
@@ -34,10 +35,12 @@ class OutputWriter:
         flush_timeout_s: float,
         producer_factory: Callable[[dict[str, Any]], Producer] = new_producer,
         dlq_topic: str | None = None,
+        changes_topic: str | None = None,
     ) -> None:
         self._conf = conf
         self._topic = topic
         self._dlq_topic = dlq_topic
+        self._changes_topic = changes_topic
         self._flush_timeout = flush_timeout_s
         self._factory = producer_factory
         self._producer: Producer | None = None
@@ -70,6 +73,12 @@ class OutputWriter:
         if self._dlq_topic is None:
             return
         produce(self.producer, self._dlq_topic, value, key)
+
+    def change(self, partition: int, key: bytes, value: bytes) -> None:
+        """A ListingChange, to the change topic's same partition (flushed with the record)."""
+        if self._changes_topic is None:
+            return
+        produce(self.producer, self._changes_topic, value, key, partition=partition)
 
     def send(self, partition: int, key: bytes, value: bytes | None) -> None:
         produce(self.producer, self._topic, value, key, partition=partition)

@@ -66,6 +66,9 @@ class _NoOutput:
     def dead_letter(self, key: bytes | None, value: bytes) -> None:
         pass
 
+    def change(self, partition: int, key: bytes, value: bytes) -> None:
+        pass
+
     async def flush(self) -> dict[int, int]:
         return {}
 

@@ -89,8 +89,9 @@ class StreamSettings(KafkaSettings):
         return None
 
     def topics(self) -> list[TopicSpec]:
-        """The topics a worker needs: the raw, current and dead-letter topics, and Faust's leader topic."""
-        mine = (self.topic_raw, self.topic_current, self.topic_dlq)
+        """The topics a worker needs: the raw, current, dead-letter and change topics, and Faust's
+        leader topic."""
+        mine = (self.topic_raw, self.topic_current, self.topic_dlq, self.topic_changes)
         leader = TopicSpec(
             f"{self.app_id}-__assignor-__leader",
             1,

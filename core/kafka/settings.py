@@ -55,11 +55,15 @@ class KafkaSettings(BaseSettings):
     topic_current: str = "isin.current"
     topic_dlq: str = "isin.dlq"
     topic_runs: str = "isin.runs"
+    topic_changes: str = "isin.changes"
+    """Every change of every source's listing (``ListingChange``), co-partitioned with the raw topic."""
     topic_partitions: int = 6
     """Partitions of the raw and current topics; they must be equal (co-partitioned)."""
     topic_replication_factor: int = 1
     topic_raw_retention_ms: int = 7 * DAY_MS
     topic_dlq_retention_ms: int = 30 * DAY_MS
+    topic_changes_retention_ms: int = -1
+    """The change topic is the pipeline's history: kept forever by default."""
 
     @model_validator(mode="after")
     def _check_security(self) -> KafkaSettings:
@@ -165,6 +169,7 @@ class KafkaSettings(BaseSettings):
                 "current": self.topic_current,
                 "dlq": self.topic_dlq,
                 "runs": self.topic_runs,
+                "changes": self.topic_changes,
             },
             "partitions": self.topic_partitions,
         }

@@ -64,6 +64,15 @@ def pipeline_topics(s: KafkaSettings) -> list[TopicSpec]:
             must_match_partitions=False,
         ),
         TopicSpec(s.topic_runs, 1, {"cleanup.policy": "compact", **keep_forever}),
+        TopicSpec(
+            s.topic_changes,
+            s.topic_partitions,
+            {
+                "cleanup.policy": "delete",  # not compacted: every change of a key is kept
+                "retention.ms": str(s.topic_changes_retention_ms),
+                "retention.bytes": "-1",
+            },
+        ),
     ]
 
 

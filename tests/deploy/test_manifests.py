@@ -130,13 +130,16 @@ def test_strimzi_overlay_declares_every_topic_with_the_right_policy() -> None:
     topics = {t["metadata"]["name"]: t["spec"] for t in by_kind(render("overlays/strimzi-topics"), "KafkaTopic")}
     s = StreamSettings()
     scheduler = ProducerSettings().scheduler_topic()
-    assert set(topics) == {s.topic_raw, s.topic_current, s.topic_dlq, s.topic_runs, scheduler.name}
+    assert set(topics) == {s.topic_raw, s.topic_current, s.topic_dlq, s.topic_runs, s.topic_changes, scheduler.name}
     assert topics[scheduler.name]["partitions"] == scheduler.partitions  # the sources' hash space
     assert topics[scheduler.name]["config"]["cleanup.policy"] == scheduler.config["cleanup.policy"]
     assert topics[s.topic_current]["config"]["cleanup.policy"] == "compact"
     assert topics[s.topic_raw]["config"]["cleanup.policy"] == "delete"
     assert topics[s.topic_raw]["partitions"] == topics[s.topic_current]["partitions"]
     assert topics[s.topic_runs]["partitions"] == 1
+    assert topics[s.topic_changes]["partitions"] == topics[s.topic_raw]["partitions"]  # co-partitioned
+    assert topics[s.topic_changes]["config"]["cleanup.policy"] == "delete"  # every change kept
+    assert topics[s.topic_changes]["config"]["retention.ms"] == -1
 
 
 def test_configuration_keys_are_real_settings() -> None:

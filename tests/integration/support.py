@@ -174,6 +174,7 @@ class Pipeline:
                 "TOPIC_CURRENT": f"it-{self.suffix}.current",
                 "TOPIC_DLQ": f"it-{self.suffix}.dlq",
                 "TOPIC_RUNS": f"it-{self.suffix}.runs",
+                "TOPIC_CHANGES": f"it-{self.suffix}.changes",
                 "TOPIC_PARTITIONS": str(self.partitions),
                 "APP_ID": f"it-{self.suffix}",
                 "HTTP_RETRIES": "1",
@@ -193,6 +194,7 @@ class Pipeline:
             topic_current=env["TOPIC_CURRENT"],
             topic_dlq=env["TOPIC_DLQ"],
             topic_runs=env["TOPIC_RUNS"],
+            topic_changes=env["TOPIC_CHANGES"],
             topic_partitions=self.partitions,
         )
 

@@ -45,6 +45,7 @@ class ListOutput:
     def __init__(self) -> None:
         self.sent: list[tuple[int, bytes, bytes | None]] = []
         self.dead: list[tuple[bytes | None, bytes]] = []
+        self.changes: list[tuple[int, bytes, bytes]] = []
         self._pending: list[int] = []
         self.flushes = 0
 
@@ -54,6 +55,9 @@ class ListOutput:
 
     def dead_letter(self, key: bytes | None, value: bytes) -> None:
         self.dead.append((key, value))
+
+    def change(self, partition: int, key: bytes, value: bytes) -> None:
+        self.changes.append((partition, key, value))
 
     async def flush(self) -> dict[int, int]:
         self.flushes += 1

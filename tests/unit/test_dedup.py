@@ -19,12 +19,16 @@ AAPL, SIE, NESN = b"US0378331005", b"DE0007236101", b"CH0038863350"
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, reindex_answer: Iterable[bytes] | None = ()) -> None:
+    def __init__(
+        self, tmp_path: Path, reindex_answer: Iterable[bytes] | None = (), changes_topic: str | None = None
+    ) -> None:
         self.store = DictTableStore()
         self.output = ListOutput()
         self.seen = SeenIndex(tmp_path / "seen.rdb")
         self.reindex = FakeReindex(reindex_answer)
-        self.dedup = Dedup(SERDE, self.store, self.output, self.seen, self.reindex, "current")
+        self.dedup = Dedup(
+            SERDE, self.store, self.output, self.seen, self.reindex, "current", changes_topic=changes_topic
+        )
         self.next_offset = 0
 
     def event(self, isin: bytes, source: str = "A", attrs: dict[str, str] | None = None, run: str = "r1") -> RawRecord:
@@ -229,3 +233,39 @@ def test_bad_records_are_rejected_and_skipped(h: Harness) -> None:
     h.feed(good, wrong_key, garbage)
     assert h.emitted() == [(AAPL, "NEW")]
     assert h.dedup.stats.rejected == 2
+
+
+def test_every_change_of_a_listing_is_emitted_once_with_the_record(tmp_path: Path) -> None:
+    """Day 1 lists two ISINs, day 2 amends one and drops the other, day 3 brings it back; a
+    suspicious day (no marker) drops nothing; a redelivered batch emits the same ids again."""
+    h = Harness(tmp_path, changes_topic="changes")
+
+    def changes() -> list[tuple[str, str, str, str]]:
+        out = []
+        for _, key, value in h.output.changes:
+            c = SERDE.decode(value).record
+            assert c["isin"].encode() == key
+            out.append((c["op"], c["isin"], c["run_id"], ",".join(c["changed"])))
+        return out
+
+    first = h.next_offset
+    h.feed(h.event(AAPL, run="d1"), h.event(SIE, run="d1"))
+    h.feed(h.marker("A", "d1", first, 2))
+    assert changes() == [("LISTED", "US0378331005", "d1", "name"), ("LISTED", "DE0007236101", "d1", "name")]
+    h.output.changes.clear()
+
+    first = h.next_offset
+    h.feed(h.event(AAPL, attrs={"name": "Apple"}, run="d2"))
+    h.feed(h.marker("A", "d2", first, 1))
+    assert changes() == [("AMENDED", "US0378331005", "d2", "name"), ("DELISTED", "DE0007236101", "d2", "name")]
+    h.output.changes.clear()
+
+    h.feed(h.event(AAPL, attrs={"name": "Apple"}, run="s3"))  # a suspicious run: no marker
+    assert changes() == []
+
+    first = h.next_offset
+    h.feed(h.event(AAPL, attrs={"name": "Apple"}, run="d4"), h.event(SIE, run="d4"))
+    h.feed(h.marker("A", "d4", first, 2))
+    assert changes() == [("LISTED", "DE0007236101", "d4", "name")]
+    # each change went out with its record, before the table was written (the same flush)
+    assert len(h.output.sent) >= 5 and h.current(SIE) is not None

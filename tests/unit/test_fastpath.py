@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from schemas import CURRENT_RECORD, END_OF_RUN, ISIN_EVENT, content_hash, make_serde
+from schemas import CURRENT_RECORD, END_OF_RUN, ISIN_EVENT, Serde, content_hash, make_serde
 from schemas.fastpath import EventEncoder, NewRecordWriter, leading_strings, zigzag_varint
 from stream_app.records import merge_event
 
@@ -37,18 +37,19 @@ def random_record(rng: random.Random, source: str, run_id: str, published_at: in
     }
 
 
+@pytest.mark.parametrize("slot", [None, 1_794_960_000_000])
 @pytest.mark.parametrize("registry", [None, {"url": "mock://fastpath"}])
-def test_the_event_encoder_writes_what_fastavro_writes(registry: dict[str, str] | None) -> None:
-    serde = make_serde(registry)
+def test_the_event_encoder_writes_what_fastavro_writes(registry: dict[str, str] | None, slot: int | None) -> None:
+    serde = make_serde({"url": f"{registry['url']}-{slot}"} if registry else None)
     rng = random.Random(42)
     source, run_id, published_at = (
         "https://lists.example/ISIN täglich.csv",
         "20261122T071500Z-1a2b3c4d",
         1_795_000_000_123,
     )
-    encode = EventEncoder(serde, "isin.events", source, run_id, published_at)
+    encode = EventEncoder(serde, "isin.events", source, run_id, published_at, slot_ms=slot)
     for _ in range(2000):
-        record = random_record(rng, source, run_id, published_at)
+        record = {**random_record(rng, source, run_id, published_at), "slot": slot}
         fast = encode(record["isin"], record["line"], record["attributes"], record["content_hash"])
         assert fast == serde.encode("isin.events", ISIN_EVENT, record)
         decoded = serde.decode(fast).record
@@ -93,9 +94,14 @@ def test_a_new_isins_record_is_cut_from_its_event_as_merge_event_and_the_serde_w
     serde = make_serde(registry)
     rng = random.Random(7)
     write = NewRecordWriter(serde, "isin.current")
-    encode = EventEncoder(serde, "isin.events", "gleif", "run-1", 1_795_000_000_123)
-    for _ in range(1000):
-        record = random_record(rng, "gleif", "run-1", 1_795_000_000_123)
+    for slot in (None, 1_794_960_000_000):
+        _cut_as_merge_event(serde, rng, write, slot)
+
+
+def _cut_as_merge_event(serde: Serde, rng: random.Random, write: NewRecordWriter, slot: int | None) -> None:
+    encode = EventEncoder(serde, "isin.events", "gleif", "run-1", 1_795_000_000_123, slot_ms=slot)
+    for _ in range(500):
+        record = {**random_record(rng, "gleif", "run-1", 1_795_000_000_123), "slot": slot}
         for value in (
             encode(record["isin"], record["line"], record["attributes"], record["content_hash"]),
             serde.encode("isin.events", ISIN_EVENT, record),

@@ -1,0 +1,104 @@
+"""The change topic: every change of every source's listing, once, dated by slot and by the worker."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO
+from tests.integration.httpd import Answer, ListServer
+from tests.integration.support import Pipeline, wait_for
+
+NSE = "nse_EQUITY_L.csv"
+DAY1, DAY2, DAY3 = "2026-12-01T07:00:00Z", "2026-12-02T07:00:00Z", "2026-12-03T07:00:00Z"
+
+
+def day2_of(shared_data: Path) -> tuple[bytes, set[str], str]:
+    """The real NSE list with its last three rows gone and one company renamed."""
+    text = (shared_data / NSE).read_text(encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    header, body = rows[0], rows[1:]
+    dropped = {row[6].strip() for row in body[-3:]}
+    renamed = body[0][6].strip()
+    body = [list(r) for r in body[:-3]]
+    body[0][1] = body[0][1] + " (renamed)"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header, *body])
+    return out.getvalue().encode(), dropped, renamed
+
+
+def changes(pipeline: Pipeline) -> list[dict[str, Any]]:
+    return [i.record for i in pipeline.items(pipeline.env["TOPIC_CHANGES"]) if i.record]
+
+
+def test_days_of_one_list_leave_exactly_their_changes(
+    pipeline: Pipeline, list_server: ListServer, shared_data: Path
+) -> None:
+    worker = pipeline.worker().start()
+    worker.wait_healthy()
+    path = f"/changes-{pipeline.suffix}.csv"
+    body2, dropped, renamed = day2_of(shared_data)
+    url = list_server.script(path, Answer(file=shared_data / NSE))
+    first = pipeline.produce(url, "--slot", DAY1)
+    assert first.summary is not None and first.summary["status"] == "succeeded"
+    pipeline.wait_processed(2387, markers=pipeline.partitions)
+    day1 = wait_for("2387 changes", lambda: (c := changes(pipeline)) and len(c) >= 2387 and c, 60)
+    assert Counter(c["op"] for c in day1) == {"LISTED": 2387}
+    assert {c["slot"].strftime("%Y-%m-%dT%H:%M:%SZ") for c in day1} == {DAY1}
+    assert len({c["change_id"] for c in day1}) == 2387
+
+    list_server.script(path, Answer(body=body2))
+    second = pipeline.produce(url, "--slot", DAY2)
+    assert second.summary is not None and second.summary["status"] == "succeeded", second.summary
+    pipeline.wait_processed(2387 + 2384, markers=2 * pipeline.partitions)
+    run2 = second.summary["run_id"]
+
+    def of_day2() -> list[dict[str, Any]] | None:
+        found = [c for c in changes(pipeline) if c["run_id"] == run2]
+        return found if len(found) >= 4 else None
+
+    day2 = wait_for("the day's changes", of_day2, 60)
+    got = sorted((c["op"], c["isin"]) for c in day2)
+    assert got == sorted([("AMENDED", renamed), *(("DELISTED", isin) for isin in dropped)])
+    amended = next(c for c in day2 if c["op"] == "AMENDED")
+    assert amended["changed"] == ["name_of_company"] and amended["after"]["name_of_company"].endswith("(renamed)")
+    assert len(changes(pipeline)) == 2387 + 4
+    assert {c["slot"].strftime("%Y-%m-%dT%H:%M:%SZ") for c in day2} == {DAY2}
+
+    third = pipeline.produce(url, "--slot", DAY3, "--force-publish")  # the same list again
+    assert third.summary is not None and third.summary["status"] == "succeeded"
+    pipeline.wait_processed(2387 + 2 * 2384, markers=3 * pipeline.partitions)
+    assert len(changes(pipeline)) == 2387 + 4, "an unchanged list wrote changes"
+
+    # a mirror kept from the change topic alone equals the table's snapshot, listing by listing
+    mirror = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "mirror_from_changes.py"),
+            "--bootstrap",
+            pipeline.bootstrap,
+            "--topic",
+            pipeline.env["TOPIC_CHANGES"],
+            "--group",
+            f"mirror-{pipeline.suffix}",
+            "--from-beginning",
+            "--idle-exit",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    mirrored = {row["isin"]: row["listings"] for row in map(json.loads, mirror.stdout.splitlines())}
+    table = {
+        isin: {listing["source"]: listing["attributes"] for listing in record["listings"]}
+        for isin, record in pipeline.current().items()
+    }
+    assert len(table) == 2384 and mirrored == table
