@@ -26,6 +26,8 @@ from stream_app.faust_adapter import (
     standby_progress,
     table_offsets,
 )
+from stream_app.history import HistoryStore
+from stream_app.history_feed import HistoryFeed
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.reindex import RawRangeReader
@@ -112,7 +114,8 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         serde, store, output, seen, reindex, settings.topic_current, settings.topic_dlq, settings.topic_changes
     )
     metrics = StreamMetrics()
-    ctx = StreamContext(settings, serde, table, store, dedup, output, seen, metrics)
+    history = HistoryFeed(settings, HistoryStore(settings.state_dir / f"{settings.app_id}-history.rdb", serde))
+    ctx = StreamContext(settings, serde, table, store, dedup, output, seen, metrics, history=history)
     app.isin = ctx  # type: ignore[attr-defined]
 
     async def handle(tp: TP, records: list[Any]) -> None:
@@ -137,10 +140,14 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def on_assigned(app_: Any, assigned: set[TP], **kwargs: Any) -> None:
         seen.on_assigned(tp.partition for tp in assigned if tp.topic == settings.topic_raw)
+        history.assign(tp.partition for tp in assigned if tp.topic == settings.topic_raw)
+        if not history.started:
+            history.start()
 
     @app.on_before_shutdown.connect  # type: ignore[misc]
     def on_shutdown(app_: Any, **kwargs: Any) -> None:
         output.close()
+        history.stop()
 
     web.register(app, ctx)
     return app

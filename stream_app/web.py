@@ -17,6 +17,7 @@ import hmac
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,7 @@ from yarl import URL
 
 from core.isin import InvalidIsin, validate_isin
 from core.kafka import partition_for
+from schemas import jsonable
 from stream_app.context import StreamContext
 from stream_app.faust_adapter import standby_caught_up
 from stream_app.records import record_json
@@ -142,6 +144,8 @@ class Isin(ApiView):
             value = validate_isin(isin)
         except InvalidIsin as exc:
             return self.error(400, exc.reason, isin=isin)
+        if "as_of" in request.query:  # the record as it stood then: from the owner's history
+            return await answer_history(self, request, value, as_of=True)
         key = value.encode()
         ctx = self.ctx
         partition = partition_for(key, ctx.settings.topic_partitions)
@@ -181,6 +185,64 @@ class Isin(ApiView):
             return self.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
         except (TimeoutError, aiohttp.ClientError) as exc:
             return self.error(503, f"worker {URL(str(owner)).origin()} is unreachable (rebalancing?); retry: {exc}")
+
+
+# -- history: GET /isins/{isin}/history and GET /isins/{isin}?as_of= ---------------------------
+# Answered by the worker that owns the ISIN's partition (its history feed keeps that partition's
+# changes) and forwarded there by any other worker, as lookups are. A partition whose history has
+# not caught up with the change topic answers 503, never a partial history.
+
+
+def parse_instant(text: str) -> int:
+    """ISO-8601 (a date alone is its midnight UTC; no zone means UTC) as epoch milliseconds."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+class IsinHistory(Isin):
+    route = "/isins/{isin}/history"
+
+    async def get(self, request: Request, isin: str) -> Response:
+        try:
+            value = validate_isin(isin)
+        except InvalidIsin as exc:
+            return self.error(400, exc.reason, isin=isin)
+        return await answer_history(self, request, value, as_of=False)
+
+
+async def answer_history(view: Isin, request: Request, value: str, as_of: bool) -> Response:
+    """The history (or, with ``as_of``, the record as it stood) of ``value``, from its owner."""
+    ctx = view.ctx
+    query = request.query
+    try:
+        valid_at = parse_instant(query["as_of"]) if as_of else 0
+        known_at = parse_instant(query["known_at"]) if as_of and query.get("known_at") else None
+    except (KeyError, ValueError) as exc:
+        return view.error(400, f"as_of and known_at are ISO-8601 instants: {exc}", isin=value)
+    source = query.get("source") or None
+    key = value.encode()
+    partition = partition_for(key, ctx.settings.topic_partitions)
+    try:
+        owner = view.app.router.key_store(ctx.table.name, key)
+    except KeyError:
+        return view.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
+    if _ident(URL(str(owner))) != _ident(URL(str(view.app.conf.canonical_url))):
+        forwarded = await view._forward(request, key, owner, value)
+        if forwarded is not None:
+            return forwarded
+    feed = ctx.history
+    if feed is None or not feed.caught_up(partition):
+        return view.error(503, f"the history of partition {partition} is catching up with the change topic; retry")
+    headers = {SERVED_BY_HEADER: "owner"}
+    if not as_of:
+        changes = [jsonable(c) for c in feed.store.changes(partition, value, source)]
+        return view.json({"isin": value, "changes": changes}, headers=headers)
+    record: Any = feed.store.as_of(partition, value, valid_at, known_at, source)
+    if record is None:
+        return view.error(404, "no source listed it then", isin=value, as_of=query["as_of"], headers=headers)
+    return view.json(record_json(record), headers=headers)
 
 
 class IsinList(ApiView):
@@ -270,7 +332,8 @@ class Stats(ApiView):
         }
 
 
-VIEWS: tuple[type[ApiView], ...] = (Metrics, Liveness, Health, Isin, IsinList, Stats)
+def _views() -> tuple[type[ApiView], ...]:
+    return (Metrics, Liveness, Health, Isin, IsinHistory, IsinList, Stats)
 
 
 def register(app: Any, ctx: StreamContext) -> None:
@@ -293,7 +356,7 @@ def register(app: Any, ctx: StreamContext) -> None:
 
     ctx.metrics.register_state(lambda: ctx.dedup.stats, lag, ctx.table_counts)
     cors = _cors_options(settings.cors_origins)
-    for view in VIEWS:
+    for view in _views():
         app.page(view.route, cors_options=None if view is Metrics else cors)(view)
 
 

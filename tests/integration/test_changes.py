@@ -102,3 +102,54 @@ def test_days_of_one_list_leave_exactly_their_changes(
         for isin, record in pipeline.current().items()
     }
     assert len(table) == 2384 and mirrored == table
+
+
+def test_history_and_as_of_for_every_day_and_after_a_wiped_state_dir(
+    pipeline: Pipeline, list_server: ListServer, shared_data: Path
+) -> None:
+    worker = pipeline.worker().start()
+    worker.wait_healthy()
+    path = f"/history-{pipeline.suffix}.csv"
+    body2, dropped, renamed = day2_of(shared_data)
+    url = list_server.script(path, Answer(file=shared_data / NSE), Answer(body=body2), Answer(file=shared_data / NSE))
+    for n, slot in enumerate((DAY1, DAY2, DAY3), start=1):
+        run = pipeline.produce(url, "--slot", slot, "--force-publish")
+        assert run.summary is not None and run.summary["status"] == "succeeded", run.summary
+        pipeline.wait_processed(2387 * n - 3 * (n > 1), markers=n * pipeline.partitions)
+    gone = sorted(dropped)[0]
+    nse = list_server.url(path)
+
+    def history(isin: str) -> list[tuple[str, str]] | None:
+        status, body = worker.get(f"/isins/{isin}/history")
+        if status != 200:
+            return None
+        return [(c["op"], c["slot"][:10]) for c in body["changes"]]
+
+    want_gone = [("LISTED", DAY1[:10]), ("DELISTED", DAY2[:10]), ("LISTED", DAY3[:10])]
+    assert wait_for("the history of a dropped ISIN", lambda: history(gone) == want_gone and history(gone), 60)
+    assert history(renamed) == [("LISTED", DAY1[:10]), ("AMENDED", DAY2[:10]), ("AMENDED", DAY3[:10])]
+    status, body = worker.get(f"/isins/{gone}/history?source=elsewhere")
+    assert status == 200 and body["changes"] == []
+
+    # as of each day: exactly that day's list, for the ISINs that changed and one that did not
+    steady = "INE253B01015"
+    for day, listed in ((DAY1, True), (DAY2, False), (DAY3, True)):
+        status, record = worker.get(f"/isins/{gone}?as_of={day.replace('07:00:00', '08:00:00')}")
+        assert status == (200 if listed else 404), (day, record)
+        if listed:
+            assert [item["source"] for item in record["listings"]] == [nse]
+        status, record = worker.get(f"/isins/{steady}?as_of={day.replace('07:00:00', '08:00:00')}")
+        assert status == 200 and record["listings"][0]["attributes"]["symbol"] == "21STCENMGM"
+    status, record = worker.get(f"/isins/{renamed}?as_of={DAY2.replace('07:00:00', '08:00:00')}")
+    assert record["listings"][0]["attributes"]["name_of_company"].endswith("(renamed)")
+    assert worker.get(f"/isins/{gone}?as_of=2026-11-30")[0] == 404  # before any list had it
+    assert worker.get(f"/isins/{gone}?as_of=yesterday")[0] == 400
+
+    # a worker whose state directory is wiped restores its history from the change topic
+    before = {isin: history(isin) for isin in (gone, renamed, steady)}
+    assert worker.stop() == 0
+    for child in sorted(worker.state_dir.rglob("*"), reverse=True):
+        child.unlink() if child.is_file() else child.rmdir()
+    worker.start()
+    worker.wait_healthy()
+    assert wait_for("the history restored", lambda: {i: history(i) for i in before} == before, 90)

@@ -1,0 +1,159 @@
+"""The history of this worker's partitions: every ListingChange, in a local RocksDB beside the table.
+
+Fed from the change topic (``HistoryStore.apply``: a fetched batch of one partition, with its
+last offset, in one write batch), so a new or wiped state directory is restored by reading the
+topic again from the stored offset, and a record seen twice (the same ``change_id``) is stored
+once. Keys: partition, ISIN, slot, change id; one RocksDB for all partitions, like the seen
+index. Queries:
+
+- ``changes(isin)``: every change of the ISIN, ordered by slot, then by ``recorded_at``;
+- ``as_of(isin, valid_at, known_at)``: the listings as they stood at valid time ``valid_at``
+  (the latest change of each source at or before it, unless ``DELISTED``), optionally only from
+  what had been recorded by ``known_at`` (bitemporal).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rocksdict import Options, Rdict, WriteBatch
+
+from schemas import Serde, SerializationError, content_hash
+
+_OFFSET = b"o"
+_CHANGE = b"c"
+_SLOT = struct.Struct(">q")
+
+
+def _p(partition: int) -> bytes:
+    return partition.to_bytes(2, "big")
+
+
+def _ms(value: Any) -> int:
+    return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)
+
+
+@dataclass(frozen=True)
+class Applied:
+    changes: int
+    offset: int
+
+
+class HistoryStore:
+    def __init__(self, path: Path, serde: Serde) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(path), Options(raw_mode=True))
+        self._serde = serde
+
+    def close(self) -> None:
+        self._db.close()
+
+    def offset(self, partition: int) -> int:
+        """The last change-topic offset applied for ``partition``; -1 if none."""
+        raw = self._db.get(_OFFSET + _p(partition))
+        return -1 if raw is None else int(raw)
+
+    def apply(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None, int]]) -> Applied:
+        """(key, value, offset) of the change topic's ``partition``, in offset order. Records at
+        or below the stored offset were applied already and are skipped."""
+        done = self.offset(partition)
+        wb = WriteBatch(raw_mode=True)
+        count, last = 0, done
+        for _key, value, offset in records:
+            if offset <= done:
+                continue
+            last = offset
+            if value is None:
+                continue
+            try:
+                change = self._serde.decode(value).record
+            except SerializationError:
+                continue  # not a ListingChange: nothing to keep
+            wb.put(self._key(partition, change["isin"], _ms(change["slot"]), change["change_id"]), value)
+            count += 1
+        if last > done:
+            wb.put(_OFFSET + _p(partition), str(last).encode())
+            self._db.write(wb)
+        return Applied(count, last)
+
+    def drop(self, partition: int) -> None:
+        """Forget a partition (its history is read again from the topic if it comes back)."""
+        wb = WriteBatch(raw_mode=True)
+        it = self._db.iter()
+        prefix = _CHANGE + _p(partition)
+        it.seek(prefix)
+        while it.valid() and it.key().startswith(prefix):
+            wb.delete(it.key())
+            it.next()
+        wb.delete(_OFFSET + _p(partition))
+        self._db.write(wb)
+
+    @staticmethod
+    def _key(partition: int, isin: str, slot_ms: int, change_id: str) -> bytes:
+        return _CHANGE + _p(partition) + isin.encode() + b"\x00" + _SLOT.pack(slot_ms) + change_id.encode()
+
+    def changes(self, partition: int, isin: str, source: str | None = None) -> list[dict[str, Any]]:
+        """Every change of ``isin``, by slot, then by ``recorded_at``; only ``source``'s if given."""
+        prefix = _CHANGE + _p(partition) + isin.encode() + b"\x00"
+        out = []
+        it = self._db.iter()
+        it.seek(prefix)
+        while it.valid() and it.key().startswith(prefix):
+            change = self._serde.decode(it.value()).record
+            if source is None or change["source"] == source:
+                out.append(change)
+            it.next()
+        out.sort(key=lambda c: (_ms(c["slot"]), _ms(c["recorded_at"])))
+        return out
+
+    def as_of(
+        self, partition: int, isin: str, valid_at_ms: int, known_at_ms: int | None = None, source: str | None = None
+    ) -> dict[str, Any] | None:
+        """The record of ``isin`` as it stood at ``valid_at_ms``; None if no source listed it."""
+        return record_as_of(isin, self.changes(partition, isin, source), valid_at_ms, known_at_ms)
+
+
+def record_as_of(
+    isin: str, changes: Sequence[Mapping[str, Any]], valid_at_ms: int, known_at_ms: int | None = None
+) -> dict[str, Any] | None:
+    """The current-record shape of ``isin`` at valid time ``valid_at_ms`` from its ``changes``
+    (ordered by slot, then ``recorded_at``), only those recorded by ``known_at_ms`` if given."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    first_seen: dict[str, int] = {}
+    for change in changes:
+        slot = _ms(change["slot"])
+        if slot > valid_at_ms or (known_at_ms is not None and _ms(change["recorded_at"]) > known_at_ms):
+            continue
+        source = change["source"]
+        if change["op"] == "LISTED" or source not in first_seen:
+            first_seen[source] = slot
+        latest[source] = change
+    listings = []
+    for source in sorted(latest):
+        change = latest[source]
+        if change["op"] == "DELISTED":
+            continue
+        attributes = dict(change["after"] or {})
+        listings.append(
+            {
+                "source": source,
+                "attributes": attributes,
+                "content_hash": content_hash(source, attributes),
+                "run_id": change["run_id"],
+                "first_seen_at": first_seen[source],
+                "changed_at": _ms(change["slot"]),
+            }
+        )
+    if not listings:
+        return None
+    return {
+        "isin": isin,
+        "country_code": isin[:2],
+        "listings": listings,
+        "change": "NEW" if all(item["first_seen_at"] == item["changed_at"] for item in listings) else "CHANGED",
+        "updated_at": max(item["changed_at"] for item in listings),
+    }

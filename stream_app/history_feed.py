@@ -1,0 +1,115 @@
+"""Keeps this worker's history (``HistoryStore``) fed from the change topic's partitions it owns.
+
+A thread of its own with a confluent-kafka consumer, assigned by hand (no group) to the change
+topic's partitions of the raw-topic partitions Faust gave this worker, each from the offset
+after the one its history holds: so a new or wiped state directory is restored from the topic,
+and a partition that comes back resumes where it stopped. Changes are written by the owner's
+dedup loop and read back here a fetch later; ``caught_up`` says whether a partition's history
+has everything the topic had at its latest fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from core.kafka import new_consumer
+from stream_app.history import HistoryStore
+from stream_app.settings import StreamSettings
+
+logger = logging.getLogger(__name__)
+
+
+class HistoryFeed:
+    def __init__(self, settings: StreamSettings, store: HistoryStore) -> None:
+        self._settings = settings
+        self._topic = settings.topic_changes
+        self.store = store
+        self._wanted: frozenset[int] = frozenset()
+        self._assigned: frozenset[int] | None = None
+        self._high: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="history-feed", daemon=True)
+
+    @property
+    def started(self) -> bool:
+        return self._thread.is_alive() or self._stop.is_set()
+
+    def start(self) -> HistoryFeed:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.store.close()
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """The partitions whose history this worker keeps (its raw-topic partitions)."""
+        with self._lock:
+            self._wanted = frozenset(partitions)
+
+    def owns(self, partition: int) -> bool:
+        return partition in self._wanted
+
+    def caught_up(self, partition: int) -> bool:
+        """Whether the partition's history holds every change up to the topic's end at the last fetch."""
+        if partition not in self._wanted or self._assigned is None or partition not in self._assigned:
+            return False
+        high = self._high.get(partition)
+        return high is not None and self.store.offset(partition) >= high - 1
+
+    def _run(self) -> None:
+        consumer = new_consumer(
+            self._settings.confluent_config(),
+            **{
+                "group.id": f"{self._settings.app_id}-history",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+                "fetch.wait.max.ms": 100,
+                "fetch.queue.backoff.ms": 50,
+            },
+        )
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    wanted = self._wanted
+                if wanted != self._assigned:
+                    starts = {p: self.store.offset(p) + 1 for p in wanted}
+                    consumer.assign(
+                        [
+                            TopicPartition(self._topic, p, off if off > 0 else OFFSET_BEGINNING)
+                            for p, off in starts.items()
+                        ]
+                    )
+                    self._assigned = wanted
+                    self._high = {}
+                batch = consumer.consume(1000, timeout=0.2)
+                by_partition: dict[int, list[tuple[bytes | None, bytes | None, int]]] = {}
+                for msg in batch:
+                    if msg.error() is not None:
+                        continue
+                    partition, offset = msg.partition(), msg.offset()
+                    if partition is None or offset is None or partition not in wanted:
+                        continue
+                    by_partition.setdefault(partition, []).append((msg.key(), msg.value(), offset))
+                for partition, records in by_partition.items():
+                    self.store.apply(partition, records)
+                for partition in wanted:
+                    try:
+                        _low, high = consumer.get_watermark_offsets(
+                            TopicPartition(self._topic, partition), timeout=0.5, cached=True
+                        )
+                    except Exception:  # noqa: S112 - not fetched yet
+                        continue
+                    if high is not None and high >= 0:
+                        self._high[partition] = int(high)
+        except Exception:
+            logger.exception("the history feed stopped")
+        finally:
+            consumer.close()
