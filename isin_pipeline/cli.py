@@ -64,6 +64,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 def build_parser() -> argparse.ArgumentParser:
     from isin_pipeline import topics
     from producer import cli as producer_cli
+    from scheduler import cli as scheduler_cli
     from stream_app import cli as stream_cli
 
     parser = argparse.ArgumentParser(
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _logging_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_broker(sub)
-    producer_cli.add_parsers(sub)
+    scheduler_cli.add_parsers(sub, producer_cli.add_parsers(sub))
     stream_cli.add_parsers(sub)
     _add_demo(sub)
     topics.add_parser(sub)

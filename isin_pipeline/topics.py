@@ -12,11 +12,11 @@ import argparse
 import json
 
 from core.kafka.topics import TopicSpec, check_topics, ensure_topics
-from producer.settings import ProducerSettings
+from scheduler.settings import SchedulerSettings
 from stream_app.settings import StreamSettings
 
 
-def all_topics(producer: ProducerSettings, stream: StreamSettings) -> list[TopicSpec]:
+def all_topics(producer: SchedulerSettings, stream: StreamSettings) -> list[TopicSpec]:
     out: dict[str, TopicSpec] = {}
     for spec in [*producer.topics(), *stream.topics()]:
         out.setdefault(spec.name, spec)
@@ -26,7 +26,7 @@ def all_topics(producer: ProducerSettings, stream: StreamSettings) -> list[Topic
 def create_all(bootstrap: str | None = None) -> list[str]:
     """Create the missing topics (for the embedded broker and the demo); the names created."""
     where = {"kafka_bootstrap_servers": bootstrap} if bootstrap else {}
-    producer = ProducerSettings(**where)  # type: ignore[arg-type]
+    producer = SchedulerSettings(**where)  # type: ignore[arg-type]
     return ensure_topics(producer, all_topics(producer, StreamSettings(**where)))  # type: ignore[arg-type]
 
 
@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    producer = ProducerSettings()
+    producer = SchedulerSettings()
     specs = all_topics(producer, StreamSettings())
     if args.action == "check":
         check_topics(producer, specs)

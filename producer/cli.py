@@ -1,4 +1,4 @@
-"""``isin-pipeline produce``, ``schedule``, ``runs`` and ``sources``."""
+"""``isin-pipeline produce --source URL``: one run of one list, and what the other commands share."""
 
 from __future__ import annotations
 
@@ -18,16 +18,14 @@ from pydantic import ValidationError
 
 from core.errors import ConfigError, PipelineError
 from core.kafka.topics import ensure_topics
-from producer import reports
 from producer.download import Credentials, Downloader, RetryPolicy, redact_url
+from producer.hints import read_hints
 from producer.progress import RunProgress
 from producer.reading import FORMATS, ReadHints
 from producer.run import RunContext, RunPlan, RunSummary, execute
 from producer.runs import RunLog, RunWriter
-from producer.schedule import Schedule, parse_slot
-from producer.scheduler import SourceSpec
 from producer.settings import ProducerSettings
-from producer.sources_file import Sources, flag_source, load_sources, parse_sources, read_hints
+from producer.slots import Schedule, parse_slot
 from schemas import make_serde
 
 logger = logging.getLogger(__name__)
@@ -35,8 +33,9 @@ logger = logging.getLogger(__name__)
 EXIT_SUSPICIOUS = 3
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
+def add_parsers(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """The ``produce`` command; returns its parser (the scheduler adds its sources-file form)."""
+    p: argparse.ArgumentParser = sub.add_parser(
         "produce",
         help="download a list once and publish it (for cron systems and humans)",
         description="One run: download an ISIN list, validate every row, publish valid ISINs as Avro events "
@@ -45,49 +44,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "running elsewhere (safe when a cron system starts it twice). With --sources FILE --only NAME, one run of "
         "a configured source, for its latest slot (a Kubernetes CronJob per source, or by hand).",
     )
-    _source_arguments(p)
-    p.add_argument("--only", metavar="NAME", help="with --sources: the source to run")
+    source_arguments(p)
     slot = p.add_mutually_exclusive_group()
     slot.add_argument("--slot", metavar="ISO8601", help="the slot this run is for (default: now, a one-off run)")
     slot.add_argument("--every", metavar="DURATION", help="the slot is the latest multiple of DURATION (24h, 15m)")
     slot.add_argument("--cron", metavar="EXPR", help='the slot is the latest time of a cron expression ("15 7 * * *")')
     p.add_argument("--tz", help="time zone of --cron (IANA name, default UTC)")
     p.set_defaults(func=cmd_produce)
-
-    s = sub.add_parser(
-        "schedule",
-        help="run every source of a sources file (or one --source) on its schedule, spread over the replicas",
-        description="A long-running scheduler. Replicas join one Kafka consumer group and share the sources: "
-        "each source belongs to a partition of the scheduler topic, and a replica runs the sources of its "
-        "partitions, each slot once, remembering every run in the runs topic. The sources file is reloaded "
-        "when it changes (and on SIGHUP).",
-    )
-    _source_arguments(s)
-    when = s.add_mutually_exclusive_group()
-    when.add_argument("--every", metavar="DURATION", help="run every DURATION (24h, 15m, 30s), from 00:00 UTC")
-    when.add_argument("--cron", metavar="EXPR", help='run at the times of a cron expression, e.g. "15 7 * * *"')
-    s.add_argument("--tz", help="time zone of --cron (IANA name, default UTC)")
-    s.add_argument(
-        "--catch-up",
-        choices=["latest", "none"],
-        help="after downtime: run the latest missed slot once (default), or wait for the next",
-    )
-    s.add_argument(
-        "--retry-failed-after",
-        metavar="DURATION",
-        help="retry a failed run of the latest slot after this long; 0 never (default 10m)",
-    )
-    s.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    s.add_argument("--metrics-host", default="127.0.0.1", help="interface of the metrics server (default 127.0.0.1)")
-    s.set_defaults(func=cmd_schedule)
-    reports.add_parsers(sub)
+    return p
 
 
-def _source_arguments(parser: argparse.ArgumentParser) -> None:
+def source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", metavar="URL", help="http(s):// or file:// URL of the ISIN list")
-    parser.add_argument(
-        "--sources", metavar="FILE", help="a sources file (TOML): its sources' own settings instead of these flags"
-    )
     _reader_arguments(parser)
     parser.add_argument(
         "--source-name",
@@ -223,7 +191,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def _stop_reason(stop: threading.Event) -> Callable[[], str | None]:
+def stop_reason(stop: threading.Event) -> Callable[[], str | None]:
     def reason() -> str | None:
         return f"interrupted by {stop.reason.get('signal', 'a stop request')}" if stop.is_set() else None  # type: ignore[attr-defined]
 
@@ -238,43 +206,19 @@ def plan_slot(args: argparse.Namespace, now: datetime) -> datetime:
     return now.replace(microsecond=0)
 
 
-_RUN_FLAGS = (  # noqa: SIM905 - a list of words
-    "source_name list_format column isin_at encoding delimiter sheet header_row max_bytes max_delete_fraction "
-    "deadline every cron tz catch_up retry_failed_after allow_shrink force_publish"
-).split()
+Planner = Callable[[argparse.Namespace, ProducerSettings, str], tuple[RunPlan, Credentials | None, int | None]]
 
 
-def _from_file(args: argparse.Namespace, allowed: tuple[str, ...] = ()) -> None:
-    """With --sources, a source's settings come from the file: refuse the flags that would override them."""
-    if args.source:
-        raise ConfigError("give --source URL or --sources FILE, not both")
-    given = [dest for dest in _RUN_FLAGS if dest not in allowed and getattr(args, dest, None)]
-    if given:
-        flags = ", ".join("--" + d.removeprefix("list_").replace("_", "-") for d in given)
-        raise ConfigError(f"{flags}: with --sources, set this in the sources file ({args.sources})")
-
-
-def _produce_plan(
+def flags_plan(
     args: argparse.Namespace, settings: ProducerSettings, source: str
 ) -> tuple[RunPlan, Credentials | None, int | None]:
-    now = datetime.now(UTC)
-    if args.sources:
-        _from_file(args, allowed=("allow_shrink", "force_publish"))
-        if not args.only:
-            raise ConfigError("--sources needs --only NAME: the source to run")
-        spec = load_sources(args.sources, safety=settings.safety()).runnable(args.only)
-        slot = parse_slot(args.slot) if args.slot else spec.schedule.latest(now)
-        policy = replace(spec.safety, allow_shrink=spec.safety.allow_shrink or args.allow_shrink)
-        plan = replace(spec.plan(slot, take_over=False), force_publish=spec.force_publish or args.force_publish)
-        return replace(plan, policy=policy), spec.credentials, spec.max_bytes
-    if args.only:
-        raise ConfigError("--only NAME needs --sources FILE")
+    """``produce --source URL``: the run the flags describe."""
     if not args.source:
         raise ConfigError("give --source URL, or --sources FILE --only NAME")
     plan = RunPlan(
         args.source,
         source,
-        plan_slot(args, now),
+        plan_slot(args, datetime.now(UTC)),
         force_publish=args.force_publish,
         hints=hints_from_args(args),
         policy=settings.safety(allow_shrink=args.allow_shrink),
@@ -282,97 +226,38 @@ def _produce_plan(
     return plan, None, None
 
 
-def cmd_produce(args: argparse.Namespace) -> int:
+def cmd_produce(args: argparse.Namespace, planner: Planner = flags_plan, source: str | None = None) -> int:
     """One run; exactly one JSON summary on stdout, whatever happens."""
-    source = args.only if args.sources else args.source_name or redact_url(args.source or "")
+    source = source or args.source_name or redact_url(args.source or "")
     try:
         settings = settings_from_args(args)
-        plan, credentials, max_bytes = _produce_plan(args, settings, source)
-        with stop_on_signals() as stop, clients(settings, source, _stop_reason(stop)) as (ctx, downloader):
+        plan, credentials, max_bytes = planner(args, settings, source)
+        with stop_on_signals() as stop, clients(settings, source, stop_reason(stop)) as (ctx, downloader):
             if credentials is not None or max_bytes is not None:
                 ctx = replace(ctx, downloader=downloader(credentials, max_bytes))
             summary = execute(ctx, plan)
     except PipelineError as exc:
         # The run's own summary says how far it got; before a run started, one that says why not.
-        _print_summary(exc.summary or _not_started(source, str(exc)))
+        print_summary(exc.summary or not_started(source, str(exc)))
         raise
     except ValidationError as exc:
-        _print_summary(_not_started(source, f"configuration error: {exc.errors()[0].get('msg')}"))
+        print_summary(not_started(source, f"configuration error: {exc.errors()[0].get('msg')}"))
         raise
     except Exception as exc:  # a bug: still one summary, and a reason instead of a bare traceback
         logger.exception("produce failed on an internal error")
-        _print_summary(_not_started(source, f"internal error: {type(exc).__name__}: {exc}"))
+        print_summary(not_started(source, f"internal error: {type(exc).__name__}: {exc}"))
         raise PipelineError(f"internal error: {type(exc).__name__}: {exc}") from exc
-    _print_summary(summary)
+    print_summary(summary)
     if summary.status == "suspicious":
         print(f"isin-pipeline produce: suspicious run: {summary.reason}", file=sys.stderr)
         return EXIT_SUSPICIOUS
     return 0
 
 
-def _not_started(source: str, reason: str) -> RunSummary:
+def not_started(source: str, reason: str) -> RunSummary:
     return RunSummary(run_id="", source=source, status="failed", reason=reason)
 
 
-def _print_summary(summary: Any) -> None:
+def print_summary(summary: Any) -> None:
     sys.stdout.write(summary.to_json() + "\n")
     sys.stdout.flush()
-
-
-def _one_source(args: argparse.Namespace, settings: ProducerSettings) -> SourceSpec:
-    """``schedule --source URL --every|--cron``: the flags as a source, checked as in a sources file."""
-    if not args.source:
-        raise ConfigError("give --sources FILE, or --source URL with --every or --cron")
-    return flag_source(
-        args.source,
-        args.source_name,
-        hints_from_args(args),
-        settings.safety(allow_shrink=args.allow_shrink),
-        args.force_publish,
-        every=args.every,
-        cron=args.cron,
-        tz=args.tz,
-        catch_up=args.catch_up,
-        retry_failed_after=args.retry_failed_after,
-    )
-
-
-def cmd_schedule(args: argparse.Namespace) -> int:
-    from producer.fleet import SourcesWatcher, default_group, fleet_of_one, reload_on_sighup, serve
-    from producer.metrics import RunMetrics
-
-    settings = settings_from_args(args)
-    topic = settings.scheduler_topic().name
-    watcher = None
-    if args.sources:
-        _from_file(args)
-        sources = load_sources(args.sources, safety=settings.safety())
-
-        def load(data: bytes, where: str) -> Sources:
-            return parse_sources(data, where, safety=settings.safety())
-
-        watcher = SourcesWatcher(args.sources, sources, load, settings.scheduler_reload_poll_s)
-        group = settings.scheduler_group or default_group(topic)
-    else:
-        sources = fleet_of_one(_one_source(args, settings))
-        group = settings.scheduler_group or default_group(topic, sources.sources[0].name)
-    metrics = RunMetrics()
-    if args.metrics_port is not None:
-        metrics.serve(args.metrics_port, args.metrics_host)
-    with (
-        stop_on_signals() as stop,
-        reload_on_sighup() as reload,
-        clients(settings, "scheduler", _stop_reason(stop)) as (ctx, downloader),
-    ):
-        code = serve(
-            ctx,
-            sources,
-            group=group,
-            metrics=metrics,
-            stop=stop,
-            downloader_for=downloader,
-            watcher=watcher,
-            reload=reload,
-        )
-    logger.info("scheduler stopped")
-    return code

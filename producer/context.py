@@ -91,8 +91,9 @@ class RunPlan:
     force_publish: bool = False
     """Publish even if the list is unchanged since the last run (no conditional GET, no hash check)."""
     take_over: bool = False
-    """A scheduler leader takes over a slot whose claim is not final (its previous leader died);
-    a one-off ``produce`` stands down for a fresh claim of another process."""
+    """The scheduler replica that now runs the source takes over a slot whose claim is not final
+    (the replica that ran it left); a one-off ``produce`` stands down for a live claim of another
+    process."""
     hints: ReadHints = field(default_factory=ReadHints)
     policy: SafetyPolicy = field(default_factory=SafetyPolicy)
     deadline_s: float | None = None

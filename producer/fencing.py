@@ -20,8 +20,8 @@ from confluent_kafka import KafkaException
 
 from core.kafka import new_producer
 from producer.runs import RunInfo, RunLog, RunWriter, owner_id
-from producer.schedule import slot_key
 from producer.settings import ProducerSettings
+from producer.slots import slot_key
 
 logger = logging.getLogger(__name__)
 

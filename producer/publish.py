@@ -7,7 +7,7 @@ any record is still unacknowledged or failed after the final flush.
 
 A run is one Kafka transaction, with a transactional id scoped to its source and slot: its
 events, dead letters, markers and final run record commit together or not at all, and a
-second producer of the same slot (a new leader, a duplicate cron start) fences the first.
+second producer of the same slot (the replica a source moved to, a duplicate cron start) fences the first.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class FencedError(PublishError):
 
 
 class RunInterrupted(PublishError):
-    """The run was asked to stop (SIGTERM, lost leadership) before it completed."""
+    """The run was asked to stop (SIGTERM, the source moved to another replica) before it completed."""
 
 
 FENCED_CODES = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})

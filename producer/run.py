@@ -19,7 +19,7 @@ from producer.fencing import now_ms
 from producer.heartbeat import Heartbeat
 from producer.publish import FencedError, RunInterrupted
 from producer.runs import RunInfo, RunWriter, claim_lost, owner_id
-from producer.schedule import slot_key
+from producer.slots import slot_key
 from producer.steps import finish, run_steps
 
 __all__ = ["RunContext", "RunPlan", "RunSummary", "execute", "fence_abandoned", "new_run_id"]

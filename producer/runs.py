@@ -27,7 +27,7 @@ from core.kafka.errors import kafka_error
 from core.kafka.producing import produce
 from core.kafka.ranges import Tail
 from producer.download import Validators
-from producer.schedule import parse_slot, slot_key
+from producer.slots import parse_slot, slot_key
 from schemas import RUN_RECORD, Serde, SerializationError
 
 logger = logging.getLogger(__name__)

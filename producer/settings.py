@@ -67,16 +67,6 @@ class ProducerSettings(KafkaSettings):
     """A claim whose heartbeat stopped this long (seen by the process that looks) is abandoned:
     fenced, recorded INTERRUPTED, and the slot runs again. Several heartbeats, so that a slow
     broker write or a pause does not fence a live run."""
-    scheduler_session_timeout_s: float = Field(default=6.0, gt=0)
-    """How long a dead scheduler replica keeps its sources before the others take them over."""
-    scheduler_partitions: int = Field(default=12, ge=1)
-    """Partitions of the scheduler fleet's coordination topic: each source maps to one by a
-    stable hash of its name, and a replica runs the sources of the partitions it is assigned.
-    More partitions than replicas, so that sources spread evenly."""
-    scheduler_group: str | None = None
-    """The fleet's consumer group (default ``<TOPIC_RUNS>.schedulers``): one per sources file."""
-    scheduler_reload_poll_s: float = Field(default=5.0, gt=0)
-    """How often a scheduler checks its sources file for changes (its mtime and hash)."""
     max_delete_fraction: float = Field(default=0.05, ge=0, le=1)
     """A run with this share fewer distinct ISINs than the last successful one publishes no deletions."""
     max_unreadable_fraction: float = Field(default=0.01, ge=0, le=1)
@@ -121,18 +111,8 @@ class ProducerSettings(KafkaSettings):
         return Credentials(headers, auth)
 
     def topics(self) -> list[TopicSpec]:
-        """The topics a producer or scheduler writes: the pipeline's, and the scheduler fleet's topic."""
-        return [*pipeline_topics(self), self.scheduler_topic()]
-
-    def scheduler_topic(self) -> TopicSpec:
-        """The scheduler fleet's coordination topic: never written, only its partitions are assigned
-        (``producer.fleet``). Its partition count is the sources' hash space, so it must match."""
-        return TopicSpec(
-            f"{self.topic_runs}.schedulers",
-            self.scheduler_partitions,
-            {"cleanup.policy": "delete", "retention.ms": "3600000", "retention.bytes": "-1"},
-            partitions_setting="SCHEDULER_PARTITIONS",
-        )
+        """The topics a producer writes: the pipeline's."""
+        return pipeline_topics(self)
 
     def safety(self, allow_shrink: bool = False) -> SafetyPolicy:
         return SafetyPolicy(

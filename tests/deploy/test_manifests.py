@@ -26,9 +26,9 @@ import yaml
 
 from core.kafka import KafkaSettings
 from core.kafka.topics import pipeline_topics
-from producer.schedule import Schedule
-from producer.settings import ProducerSettings
-from producer.sources_file import Sources, parse_sources
+from producer.slots import Schedule
+from scheduler.settings import SchedulerSettings
+from scheduler.sources_file import Sources, parse_sources
 from stream_app.settings import StreamSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,7 +129,7 @@ def test_producer_cronjob_contract() -> None:
 def test_strimzi_overlay_declares_every_topic_with_the_right_policy() -> None:
     topics = {t["metadata"]["name"]: t["spec"] for t in by_kind(render("overlays/strimzi-topics"), "KafkaTopic")}
     s = StreamSettings()
-    scheduler = ProducerSettings().scheduler_topic()
+    scheduler = SchedulerSettings().scheduler_topic()
     assert set(topics) == {s.topic_raw, s.topic_current, s.topic_dlq, s.topic_runs, s.topic_changes, scheduler.name}
     assert topics[scheduler.name]["partitions"] == scheduler.partitions  # the sources' hash space
     assert topics[scheduler.name]["config"]["cleanup.policy"] == scheduler.config["cleanup.policy"]
@@ -144,7 +144,7 @@ def test_strimzi_overlay_declares_every_topic_with_the_right_policy() -> None:
 
 def test_configuration_keys_are_real_settings() -> None:
     """A typo in a ConfigMap or Secret key would be silently ignored by the apps."""
-    known = {name.upper() for name in {**ProducerSettings.model_fields, **StreamSettings.model_fields}}
+    known = {name.upper() for name in {**SchedulerSettings.model_fields, **StreamSettings.model_fields}}
     known |= {"LOG_FORMAT", "LOG_LEVEL"}  # used by the CLI
     docs = render("base")
     for kind, field in (("ConfigMap", "data"), ("Secret", "stringData")):
@@ -198,7 +198,7 @@ def test_a_broken_compose_file_is_caught() -> None:
 
 def exported() -> set[str]:
     """The metrics the code exports, with the series names of counters and histograms."""
-    code = (REPO / "producer" / "metrics.py").read_text() + (REPO / "stream_app" / "metrics.py").read_text()
+    code = (REPO / "scheduler" / "metrics.py").read_text() + (REPO / "stream_app" / "metrics.py").read_text()
     declared = set(re.findall(r'"(isin_[a-z_]+)"', code))
     return declared | {name + suffix for name in declared for suffix in ("_total", "_bucket", "_count", "_sum")}
 
@@ -259,7 +259,7 @@ def test_the_scheduler_fleet_runs_the_sources_file() -> None:
     assert container["args"][:3] == ["schedule", "--sources", SOURCES_PATH]
     assert_mounts_the_sources(pod, container)
     (config,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == "isin-pipeline-config"]
-    partitions = int(config["data"].get("SCHEDULER_PARTITIONS", ProducerSettings().scheduler_partitions))
+    partitions = int(config["data"].get("SCHEDULER_PARTITIONS", SchedulerSettings().scheduler_partitions))
     assert partitions > deployment["spec"]["replicas"]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from core.broker import free_port
-from producer.leader import source_partition
+from scheduler.membership import source_partition
 from tests.integration.httpd import ListServer
 from tests.integration.support import Pipeline, Proc, wait_for
 
@@ -170,7 +170,7 @@ def test_a_changed_sources_file_is_reloaded_and_an_invalid_one_refused(
         'isin_pipeline_source_interval_seconds{source="gleif-lei"} 3.0',
         'isin_pipeline_run_last_status{source="nse",status="succeeded"}',
         'isin_pipeline_run_valid_rows{source="nse"} 2387.0',
-        'isin_pipeline_scheduler_leader{source="bse"} 0.0',  # removed: no longer run here
+        'isin_pipeline_scheduler_runs_source{source="bse"} 0.0',  # removed: no longer run here
         "isin_pipeline_sources_file_valid 1.0",
     ):
         assert series in text, series

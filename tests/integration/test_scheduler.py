@@ -165,7 +165,7 @@ def test_catch_up_after_downtime_is_exactly_one_run(pipeline: Pipeline, list_ser
 
 
 def _ts(slot: str) -> float:
-    from producer.schedule import parse_slot
+    from producer.slots import parse_slot
 
     return parse_slot(slot).timestamp()
 
@@ -249,7 +249,7 @@ def test_metrics_runs_history_and_a_clean_sigterm(pipeline: Pipeline, list_serve
         'isin_pipeline_run_duration_seconds_count{source="sched"} 1.0',
         'isin_pipeline_run_rows{source="sched"} 2387.0',
         'isin_pipeline_run_invalid_rows{source="sched"} 0.0',
-        'isin_pipeline_scheduler_leader{source="sched"} 1.0',
+        'isin_pipeline_scheduler_runs_source{source="sched"} 1.0',
     ):
         assert series in text, series
     assert sched.stop(timeout=20) == 0  # type: ignore[attr-defined]  # SIGTERM, else SIGKILL (-9) after 20 s

@@ -1,4 +1,4 @@
-"""The contract between stream_app/faust_adapter.py and the installed Faust and aiokafka.
+"""The contract between stream_app/faust/ and the installed Faust and aiokafka.
 
 Every private member the adapter uses is checked here: that it exists, its signature, and
 where it can be shown without a broker, the behaviour the adapter relies on. An upgrade of
@@ -23,7 +23,7 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service
 
-from stream_app.faust_adapter import BatchingApp, BatchingConsumer, forbid_auto_create_topics, partition_db
+from stream_app.faust import BatchingApp, BatchingConsumer, forbid_auto_create_topics, partition_db
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_the_recovery_state_the_standby_path_updates(app: Any) -> None:
     from faust.tables.recovery import Recovery
     from faust.types import TP
 
-    from stream_app.faust_adapter import standby_applied, standby_progress
+    from stream_app.faust import standby_applied, standby_progress
 
     recovery = app.tables.recovery
     assert isinstance(recovery, Recovery)
@@ -170,7 +170,7 @@ def test_a_restarted_worker_claims_the_partitions_it_saved_and_a_lone_one_saves_
     from faust.assignor.partition_assignor import PartitionAssignor
 
     from stream_app.app import create_app
-    from stream_app.faust_adapter import RestartStickyAssignor
+    from stream_app.faust import RestartStickyAssignor
     from stream_app.settings import StreamSettings
 
     assert isinstance(inspect.getattr_static(PartitionAssignor, "_metadata"), property)
@@ -214,7 +214,7 @@ def test_a_restarted_worker_claims_the_partitions_it_saved_and_a_lone_one_saves_
 
 def test_a_damaged_saved_assignment_costs_stickiness_not_a_start(tmp_path: Path) -> None:
     from stream_app.app import create_app
-    from stream_app.faust_adapter import RestartStickyAssignor
+    from stream_app.faust import RestartStickyAssignor
     from stream_app.settings import StreamSettings
 
     (tmp_path / RestartStickyAssignor.FILE).write_bytes(b"{not json")
@@ -230,7 +230,7 @@ def test_a_standby_copy_is_caught_up_when_it_applied_up_to_the_last_fetch_high_w
 ) -> None:
     from faust.types import TP
 
-    from stream_app.faust_adapter import standby_applied, standby_caught_up
+    from stream_app.faust import standby_applied, standby_caught_up
 
     tp = TP("isin.current", 4)
     highs: dict[TP, int | None] = {tp: None}
@@ -249,3 +249,36 @@ def test_a_standby_copy_is_caught_up_when_it_applied_up_to_the_last_fetch_high_w
         assert standby_caught_up(app, tp)
     finally:
         app.tables.recovery.standby_tps.discard(tp)
+
+
+# The fetch loop of Faust's Consumer, as installed, hashed: stream_app/faust/consumer.py's
+# BatchingConsumer._drain_messages is a copy of it with the batch handlers added. An upgrade that
+# changes upstream's loop fails here: compare the two, carry the change over, then re-pin.
+DRAIN_MESSAGES_SHA256 = "8f35dd7a11144daa6ec9a3739a497b03a9dd6b57cca18aa861bb4a549400fc68"
+
+
+def test_the_copied_fetch_loop_is_a_copy_of_the_installed_one() -> None:
+    import hashlib
+    import inspect
+    import textwrap
+
+    from faust.transport.consumer import Consumer
+
+    upstream = textwrap.dedent(inspect.getsource(Consumer._drain_messages))
+    assert hashlib.sha256(upstream.encode()).hexdigest() == DRAIN_MESSAGES_SHA256, (
+        "faust's Consumer._drain_messages changed: carry the change into BatchingConsumer._drain_messages, "
+        "then pin the new digest"
+    )
+    ours = inspect.getsource(BatchingConsumer._drain_messages)
+    # the state upstream's loop keeps, ours keeps too
+    for member in ("_read_offset", "_n_acked", "_commit_every", "commit", "consumer_stopped_errors", "should_stop"):
+        assert f"self.{member}" in upstream and f"self.{member}" in ours, member
+    # upstream fetches through getmany, which waits in _wait_next_records: ours calls that directly
+    assert "_wait_next_records" in inspect.getsource(Consumer.getmany) and "self._wait_next_records" in ours
+
+
+def test_the_installed_versions_are_the_pinned_ones() -> None:
+    """The copied loop and the private members are those of exactly these releases (pyproject)."""
+    from importlib.metadata import version
+
+    assert (version("faust-streaming"), version("aiokafka")) == ("0.15.3", "0.14.0")

@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 
 from core.errors import ConfigError, SourceError
-from producer.fleet import Fleet, SourcesWatcher, default_group
-from producer.leader import Membership, source_partition
-from producer.metrics import RunMetrics
 from producer.run import RunContext, RunPlan, RunSummary
 from producer.runs import RunInfo
-from producer.schedule import Schedule, parse_duration, slot_key
-from producer.scheduler import SchedulePolicy, Scheduler, SourceSpec
-from producer.settings import ProducerSettings
-from producer.sources_file import Sources, load_sources, parse_sources
+from producer.slots import Schedule, parse_duration, slot_key
+from scheduler.fleet import Fleet, SourcesWatcher, default_group
+from scheduler.membership import Membership, source_partition
+from scheduler.metrics import RunMetrics
+from scheduler.settings import SchedulerSettings
+from scheduler.source_scheduler import Scheduler
+from scheduler.sources_file import Sources, load_sources, parse_sources
+from scheduler.spec import SchedulePolicy, SourceSpec
 
 
 def at(text: str) -> datetime:
@@ -345,7 +346,7 @@ def test_a_changed_sources_file_is_applied_and_an_invalid_one_refused(
     rig.fleet.sources = load_sources(path, {})
     rig.fleet.watcher = SourcesWatcher(path, rig.fleet.sources, lambda d, w: parse_sources(d, w, {}), poll_s=60)
     assert sorted(s for s, _ in rig.until_idle()) == ["bse", "nse"]
-    caplog.set_level(logging.INFO, logger="producer.fleet")
+    caplog.set_level(logging.INFO, logger="scheduler.fleet")
     path.write_text(table("nse") + "force_publish = true\n" + table("lse"))
     rig.fleet.reload.set()  # SIGHUP; else the next poll
     assert [s for s, _ in rig.until_idle()] == ["lse"]  # nse's 05:00 slot is done
@@ -364,7 +365,7 @@ def test_a_changed_sources_file_is_applied_and_an_invalid_one_refused(
 
 
 def test_the_fleet_group_is_cooperative_and_notices_a_dead_replica_quickly() -> None:
-    settings = ProducerSettings(topic_runs="isin.runs")
+    settings = SchedulerSettings(topic_runs="isin.runs")
     topic = settings.scheduler_topic()
     assert (topic.name, topic.partitions) == ("isin.runs.schedulers", 12)
     conf = Membership({}, default_group(topic.name), topic.name, settings.scheduler_session_timeout_s)._conf

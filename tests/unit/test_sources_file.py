@@ -13,10 +13,10 @@ import pytest
 
 from core.errors import ConfigError
 from isin_pipeline.cli import main
-from producer.fleet import SourcesWatcher, reload_on_sighup
-from producer.leader import source_partition
 from producer.safety import SafetyPolicy
-from producer.sources_file import Sources, SourcesError, changes, load_sources, parse_sources
+from scheduler.fleet import SourcesWatcher, reload_on_sighup
+from scheduler.membership import source_partition
+from scheduler.sources_file import Sources, SourcesError, changes, load_sources, parse_sources
 
 EXAMPLE = """
 [defaults]
@@ -226,7 +226,7 @@ def test_the_partition_of_a_source_is_stable() -> None:
     """A stable hash of the name, the same in every process: not Python's salted ``hash``."""
     pinned = {"nse": 1, "gleif": 7, "b3": 4, "bse": 4, "xetra": 6, "nsdl": 3}
     assert {n: source_partition(n, 12) for n in pinned} == pinned
-    code = "from producer.leader import source_partition as p; print([p(n, 12) for n in ('nse', 'gleif', 'b3')])"
+    code = "from scheduler.membership import source_partition as p; print([p(n, 12) for n in ('nse', 'gleif', 'b3')])"
     for seed in ("1", "2"):
         out = subprocess.run(
             [sys.executable, "-c", code],

@@ -10,10 +10,10 @@ from typing import Any
 
 from core.console import table_console
 from producer.download import redact_url
-from producer.leader import source_partition
 from producer.runs import RunLog
-from producer.settings import ProducerSettings
-from producer.sources_file import SourcesError, load_sources
+from scheduler.membership import source_partition
+from scheduler.settings import SchedulerSettings
+from scheduler.sources_file import SourcesError, load_sources
 from schemas import make_serde
 
 
@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
-    settings = ProducerSettings()
+    settings = SchedulerSettings()
     try:
         sources = load_sources(args.file, safety=settings.safety())
     except SourcesError as exc:
@@ -61,7 +61,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    settings = ProducerSettings()
+    settings = SchedulerSettings()
     configured = load_sources(args.sources, safety=settings.safety()) if args.sources else None
     log = RunLog(settings, make_serde(settings.schema_registry_config()))
     try:
@@ -87,7 +87,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             "reason",
         )
         return _show(runs, columns, args.format, f"runs of {source}")
-    from producer.fleet import source_states
+    from scheduler.fleet import source_states
 
     states = source_states(log, configured, datetime.now(UTC))
     for state in states if args.format == "table" else []:

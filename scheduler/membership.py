@@ -1,21 +1,18 @@
-"""Which sources a scheduler replica leads: its partitions of the fleet's consumer group.
+"""Which sources a scheduler replica runs: its partitions of the fleet's consumer group.
 
 Every scheduler replica joins one Kafka consumer group on the scheduler topic
 (``<TOPIC_RUNS>.schedulers``, ``SCHEDULER_PARTITIONS`` partitions, default 12). Nothing is
 ever written to it: only its assignment matters. A source belongs to the partition its name
-hashes to (``source_partition``), and the replica assigned that partition leads the source:
+hashes to (``source_partition``), and the replica assigned that partition runs the source:
 it alone runs its slots. When a replica joins, leaves or dies, the group rebalances and the
 sources move with their partitions. ``cooperative-sticky`` assignment moves only what must
 move: the other replicas keep their sources, and their runs in flight, through a rebalance.
 
 A replica that is gone is noticed after the session timeout (``SCHEDULER_SESSION_TIMEOUT_S``,
-6 s, heartbeats every second); one that stops cleanly leaves the group at once. Leadership is
+6 s, heartbeats every second); one that stops cleanly leaves the group at once. Membership is
 not a lock: a replica that lost a partition without noticing (a long pause) is fenced by the
-slot-scoped transactional id of its run (``producer.run``), and the new leader of a source
-fences its unfinished runs first (``producer.scheduler``).
-
-This replaces the single leader of earlier versions (one partition, the member assigned it
-ran everything, every other replica stood idle).
+slot-scoped transactional id of its run (``producer.run``), and the replica a source moves to
+fences its unfinished runs first (``scheduler.source_scheduler``).
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ from core.logs import register_secret
 from producer.download import Credentials, redact_url
 from producer.reading import ReadHints
 from producer.safety import SafetyPolicy
-from producer.schedule import Schedule
-from producer.scheduler import SchedulePolicy, SourceFields, SourceSpec
+from producer.slots import Schedule
+from scheduler.spec import SchedulePolicy, SourceFields, SourceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def _spec(name: str, f: SourceFields, base: SafetyPolicy, resolved: dict[str, An
         name=name,
         url=f.url,
         policy=SchedulePolicy(schedule, f.catch_up or "latest", retry_failed_after_s=retry),
-        hints=_hints(f),
+        hints=f.hints(),
         safety=SafetyPolicy(
             max_delete_fraction=_or(f.max_delete_fraction, base.max_delete_fraction),
             max_unreadable_fraction=_or(f.max_unreadable_fraction, base.max_unreadable_fraction),
@@ -222,23 +222,6 @@ def _spec(name: str, f: SourceFields, base: SafetyPolicy, resolved: dict[str, An
         enabled=f.enabled is not False,
         digest=digest,
     )
-
-
-def _hints(f: SourceFields) -> ReadHints:
-    return ReadHints(
-        format=f.format,
-        column=f.column,
-        isin_at=f.isin_at,
-        encoding=f.encoding,
-        delimiter=f.delimiter,
-        sheet=f.sheet,
-        header_row=f.header_row,
-    )
-
-
-def read_hints(**values: Any) -> ReadHints:
-    """Reader hints from the command line's flags (``isin_at="231:242"``), checked as in a sources file."""
-    return _hints(_flags(values))
 
 
 def flag_source(

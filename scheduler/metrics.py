@@ -18,7 +18,7 @@ from core.errors import BrokerError, ParseError, PipelineError, PublishError, So
 from producer.publish import RunInterrupted
 from producer.run import RunSummary
 from producer.runs import RunInfo
-from producer.schedule import Schedule
+from producer.slots import Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ class RunMetrics:
         self.published = Counter(
             "isin_pipeline_rows_published", "ISIN events published (committed runs).", ["source"], registry=r
         )
-        self.leader = Gauge(
-            "isin_pipeline_scheduler_leader",
+        self.runs_source = Gauge(
+            "isin_pipeline_scheduler_runs_source",
             "1 while this replica runs the source (owns its partition of the scheduler topic).",
             ["source"],
             registry=r,
@@ -192,7 +192,7 @@ class RunMetrics:
 
     def gain(self, source: str, last: RunInfo | None, last_ok: RunInfo | None, deleted: int) -> None:
         """The source came to this replica: its health as the runs topic remembers it."""
-        self.leader.labels(source).set(1)
+        self.runs_source.labels(source).set(1)
         if last_ok is not None:
             self.last_success.labels(source).set((last_ok.finished_at or last_ok.started_at) / 1000)
         if last is None:
@@ -210,7 +210,7 @@ class RunMetrics:
 
     def lose(self, source: str) -> None:
         """The source left this replica (moved, removed or disabled): its gauges go with it."""
-        self.leader.labels(source).set(0)
+        self.runs_source.labels(source).set(0)
         for name in self._PER_SOURCE:
             gauge: Gauge = getattr(self, name)
             _remove(gauge, source)

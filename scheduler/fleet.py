@@ -31,14 +31,16 @@ from typing import Any
 
 from core.errors import PipelineError
 from producer.download import Credentials, Downloader, redact_url
-from producer.leader import Membership, Ownership, source_partition
-from producer.metrics import RunMetrics
 from producer.progress import RunProgress
 from producer.run import RunContext, RunSummary, execute, fence_abandoned
 from producer.runs import RunLog
-from producer.schedule import slot_key
-from producer.scheduler import Clock, Fence, Runner, Scheduler, SourceSpec, utc_now
-from producer.sources_file import Sources, SourcesError, changes
+from producer.slots import slot_key
+from scheduler.membership import Membership, Ownership, source_partition
+from scheduler.metrics import RunMetrics
+from scheduler.settings import SchedulerSettings
+from scheduler.source_scheduler import Clock, Fence, Runner, Scheduler, utc_now
+from scheduler.sources_file import Sources, SourcesError, changes
+from scheduler.spec import SourceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +156,7 @@ class Fleet:
             self.metrics.gain(spec.name, *runs.health(spec.name))
         except Exception as exc:  # metrics only: the source runs regardless
             logger.warning("source %s: no health from the runs topic yet: %s", spec.name, exc)
-            self.metrics.leader.labels(spec.name).set(1)
+            self.metrics.runs_source.labels(spec.name).set(1)
         self.metrics.schedule(spec.name, spec.schedule, self.clock())
 
     def _context(self, spec: SourceSpec, partition: int, generation: int) -> RunContext:
@@ -230,6 +232,7 @@ class Fleet:
 
 def serve(
     ctx: RunContext,
+    settings: SchedulerSettings,
     sources: Sources,
     *,
     group: str,
@@ -240,7 +243,6 @@ def serve(
     reload: threading.Event | None = None,
 ) -> int:
     """Join the fleet's group and run its sources until stopped; the exit code."""
-    settings = ctx.settings
     topic = settings.scheduler_topic().name
     membership = Membership(settings.confluent_config(), group, topic, settings.scheduler_session_timeout_s).start()
     logger.info("joining the scheduler group %s on %s (%d partitions)", group, topic, settings.scheduler_partitions)
