@@ -18,7 +18,7 @@ from faust.types import TP
 from schemas import make_serde
 from stream_app.context import StreamContext
 from stream_app.dedup import Dedup
-from stream_app.faust_adapter import (
+from stream_app.faust import (
     BatchingApp,
     RestartStickyAssignor,
     forbid_auto_create_topics,
@@ -116,7 +116,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
     metrics = StreamMetrics()
     history = HistoryFeed(settings, HistoryStore(settings.state_dir / f"{settings.app_id}-history.rdb", serde))
     ctx = StreamContext(settings, serde, table, store, dedup, output, seen, metrics, history=history)
-    app.isin = ctx  # type: ignore[attr-defined]
+    app.isin = ctx
 
     async def handle(tp: TP, records: list[Any]) -> None:
         await dedup.process(tp.partition, records)

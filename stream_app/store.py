@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from rocksdict import Options, Rdict, WriteBatch
 
-from stream_app.faust_adapter import partition_db
+from stream_app.faust import partition_db
 
 
 class TableStore(Protocol):

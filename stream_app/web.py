@@ -32,7 +32,7 @@ from core.isin import InvalidIsin, validate_isin
 from core.kafka import partition_for
 from schemas import jsonable
 from stream_app.context import StreamContext
-from stream_app.faust_adapter import standby_caught_up
+from stream_app.faust import standby_caught_up
 from stream_app.records import record_json
 from stream_app.store import KeyCounts
 

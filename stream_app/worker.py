@@ -37,6 +37,7 @@ def run_worker(settings: StreamSettings, loglevel: str = "INFO") -> int:
         settings.advertised_url,
         settings.state_dir,
     )
+    assert app.isin is not None  # create_app sets it
     store = app.isin.store
     watch = LossWatch(settings, lambda: dict(store.applied)).start()
     worker = faust.Worker(

@@ -1,0 +1,52 @@
+"""The Faust app subclass the worker runs: its transport's consumer is the batching one."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from stream_app.faust.consumer import BatchHandler, BatchingConsumer, StandbyHandler
+
+if TYPE_CHECKING:
+    from stream_app.context import StreamContext
+
+
+class BatchingTransport(faust_aiokafka.Transport):
+    Consumer = BatchingConsumer
+
+
+class BatchingApp(faust.App):
+    """faust.App whose consumer hands registered topics to batch handlers."""
+
+    logger = logging.getLogger("faust.app.base")
+
+    batch_handlers: dict[str, BatchHandler]
+    standby_handlers: dict[str, StandbyHandler]
+    end_offset_check_conf: dict[str, Any] | None = None
+    isin: StreamContext | None = None
+    """What the dedup loop and the HTTP API of this worker share (set by ``create_app``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers = {}
+        self.standby_handlers = {}
+
+    def _new_transport(self) -> Any:
+        # Relies on: faust.App._new_transport() building the transport, whose Consumer class
+        # attribute is the consumer it creates.
+        return BatchingTransport(self.conf.broker_consumer, self)
+
+    def standby_topic(self, topic: Any, handler: StandbyHandler) -> None:
+        """Hand the fetched batches of ``topic``'s standby partitions (a table's changelog) to
+        ``handler`` instead of Faust's one-event-at-a-time standby path."""
+        for name in topic.topics:
+            self.standby_handlers[name] = handler
+
+    def batch_topic(self, topic: Any, handler: BatchHandler) -> None:
+        """Subscribe to ``topic`` (a faust Topic) and hand its records to ``handler`` in batches."""
+        for name in topic.topics:
+            self.batch_handlers[name] = handler
+        self.topics.add(topic)

@@ -1,0 +1,44 @@
+"""What Faust's table recovery knows about standby copies: whether a partition is a standby of
+this worker, how far its copy has applied the changelog, and telling recovery about a batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.types import TP
+
+
+def standby_progress(app: Any, tp: TP) -> tuple[bool, int | None]:
+    """(whether ``tp`` is a standby partition of this worker, the last changelog offset applied).
+
+    Relies on: Faust's Recovery keeping ``standby_tps`` (the standby changelog partitions) and
+    ``standby_offsets`` (the last offset applied to each, which its rebalance seeks from and its
+    progress counts against).
+    """
+    recovery = app.tables.recovery
+    if tp not in recovery.standby_tps:
+        return False, None
+    seen = recovery.standby_offsets.get(tp)
+    return True, None if seen is None or seen < 0 else int(seen)
+
+
+def standby_caught_up(app: Any, tp: TP) -> bool:
+    """Whether this worker keeps a standby copy of ``tp`` that has applied every record up to the
+    high watermark of its latest fetch of ``tp`` (so behind the owner by at most what was written
+    since that fetch: one fetch wait, when the topic is quiet).
+
+    Relies on: ``standby_progress`` above, and Faust's ``Consumer.highwater(tp)`` (aiokafka's
+    high watermark from the last fetch response, None before the first).
+    """
+    is_standby, applied = standby_progress(app, tp)
+    if not is_standby:
+        return False
+    high = app.consumer.highwater(tp)
+    if high is None:
+        return False
+    return high <= 0 or (applied is not None and applied >= high - 1)
+
+
+def standby_applied(app: Any, tp: TP, offset: int) -> None:
+    """Tell Faust's Recovery that the standby copy of ``tp`` holds the changelog up to ``offset``."""
+    app.tables.recovery.standby_offsets[tp] = offset
