@@ -5,7 +5,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY core core
 COPY isin_pipeline isin_pipeline
+COPY ops ops
 COPY producer producer
+COPY scheduler scheduler
 COPY schemas schemas
 COPY stream_app stream_app
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

@@ -48,7 +48,7 @@ from bench.stages import Workers, catch_up, create_topics, end_to_end, produce
 from core.broker import EmbeddedBroker
 from core.kafka import KafkaSettings
 from isin_pipeline.demo import serve_directory
-from stream_app.client import current_set
+from ops.client import current_set
 
 
 def app_env(base: dict[str, str], suffix: str, workers: int) -> dict[str, str]:

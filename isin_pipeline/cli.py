@@ -63,6 +63,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 def build_parser() -> argparse.ArgumentParser:
     from isin_pipeline import topics
+    from ops import cli as ops_cli
     from producer import cli as producer_cli
     from scheduler import cli as scheduler_cli
     from stream_app import cli as stream_cli
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_broker(sub)
     scheduler_cli.add_parsers(sub, producer_cli.add_parsers(sub))
     stream_cli.add_parsers(sub)
+    ops_cli.add_parsers(sub)
     _add_demo(sub)
     topics.add_parser(sub)
     for command in sub.choices.values():

@@ -7,13 +7,8 @@ from pathlib import Path
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """``stream`` and the tools for downstream teams: tail, snapshot, replay, rebuild."""
-    from stream_app import downstream, rebuild, replay
-
+    """``stream`` (the operator tools' commands are in ``ops/cli.py``)."""
     add_stream_parser(sub)
-    downstream.add_parsers(sub)
-    replay.add_parser(sub)
-    rebuild.add_parser(sub)
 
 
 def add_stream_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -301,3 +301,14 @@ def test_a_broken_prometheus_rule_is_caught() -> None:
     rule["spec"]["groups"][0]["rules"][0]["for"] = "five minutes"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(rule, schema)
+
+
+def test_the_image_copies_every_package_the_wheel_needs() -> None:
+    """A package left out of the Dockerfile's COPY lines is missing from the image's wheel."""
+    import tomllib
+
+    dockerfile = (REPO / "Dockerfile").read_text()
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in include}
+    missing = [p for p in sorted(packages) if f"COPY {p} {p}" not in dockerfile]
+    assert not missing, f"the Dockerfile does not copy {missing}"

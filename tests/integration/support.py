@@ -18,7 +18,7 @@ from typing import Any
 from core.broker import free_port
 from core.kafka import KafkaSettings
 from core.waiting import wait_for as core_wait_for
-from stream_app.client import Item, TopicReader, current_set
+from ops.client import Item, TopicReader, current_set
 
 
 @dataclass
@@ -274,7 +274,7 @@ class Pipeline:
         """Until the broker reports the consumer group empty (a session timeout after the last member)."""
         from confluent_kafka.admin import AdminClient
 
-        from stream_app.replay import IDLE_STATES, group_state
+        from ops.replay import IDLE_STATES, group_state
 
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         name = group or self.env["APP_ID"]

@@ -83,7 +83,7 @@ def test_the_embedded_broker_keeps_a_stopped_stream_group_stable(embedded_broker
     group stays STABLE (with no members listed, as always on tansu), so it never looks idle."""
     from confluent_kafka.admin import AdminClient
 
-    from stream_app.replay import group_state
+    from ops.replay import group_state
 
     worker = pipeline.worker().start()
     worker.wait_healthy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -181,6 +182,20 @@ def test_rebuild_reproduces_the_table_and_repairs_the_compacted_topic(
     assert repaired.returncode == 0, repaired.stderr
     assert repaired.summary is not None
     assert (repaired.summary["changed"], repaired.summary["removed"]) == (1, 1)
+    # one partition at a time: a line for each, in order, each repair in its ISIN's partition
+    per_partition = {
+        int(m["p"]): (int(m["isins"]), int(m["changed"]), int(m["removed"]))
+        for m in re.finditer(
+            r"rebuild: partition (?P<p>\d+) \(\d+ of \d+\): \d+ raw events, (?P<isins>\d+) ISINs, "
+            r"(?P<changed>\d+) changed, (?P<removed>\d+) removed",
+            repaired.stderr,
+        )
+    }
+    assert list(per_partition) == list(range(n))
+    assert sum(isins for isins, _, _ in per_partition.values()) == repaired.summary["isins"] == 2387
+    fixed, gone = partition_for(b"INE144J01027", n), partition_for(b"US0378331005", n)
+    assert {p: c for p, (_, c, _) in per_partition.items() if c} == {fixed: 1}
+    assert {p: r for p, (_, _, r) in per_partition.items() if r} == {gone: 1}
     after = pipeline.current()
     assert set(after) == set(before)
     assert after["INE144J01027"]["listings"][0]["attributes"] == wrong["listings"][0]["attributes"]

@@ -39,7 +39,7 @@ def derive_day2(src: Path, dst: Path, drop_every: int, edit_every: int) -> tuple
 
 def changes_since(pipeline: Pipeline, start: dict[int, int]) -> Counter[str]:
     """NEW / CHANGED / REMOVED counts of what the current topic received after ``start``."""
-    from stream_app.client import TopicReader
+    from ops.client import TopicReader
 
     reader = TopicReader(pipeline.settings(), pipeline.env["TOPIC_CURRENT"])
     counts: Counter[str] = Counter()
@@ -49,7 +49,7 @@ def changes_since(pipeline: Pipeline, start: dict[int, int]) -> Counter[str]:
 
 
 def current_ends(pipeline: Pipeline) -> dict[int, int]:
-    from stream_app.client import TopicReader
+    from ops.client import TopicReader
 
     return TopicReader(pipeline.settings(), pipeline.env["TOPIC_CURRENT"]).end_offsets()
 

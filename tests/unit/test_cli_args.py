@@ -10,7 +10,7 @@ import pytest
 from core.errors import ConfigError
 from core.kafka import KafkaSettings
 from isin_pipeline.cli import build_parser, main
-from stream_app.downstream import parse_offsets, parse_timestamp, topic_name
+from ops.downstream import parse_offsets, parse_timestamp, topic_name
 
 
 def test_offsets() -> None:

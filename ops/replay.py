@@ -1,5 +1,11 @@
 """``isin-pipeline replay``: move a consumer group's committed offsets, through the admin API.
 
+*Replay* moves offsets and nothing else: the group's consumers, started again, re-read the
+topic from there. It reads and writes no record. Not to be confused with *rebuild*
+(``ops/rebuild.py``: the table recomputed from the raw topic, the compacted topic repaired) or
+with *reindex* (``stream_app/reindex.py``: a running worker re-reading one run's keys from the
+raw topic for one end-of-run sweep).
+
 The group must be idle: Kafka itself rejects offset changes for a group with live members,
 and we check first so that the message says what to do.
 """
@@ -21,8 +27,8 @@ from core.errors import BrokerError, ConfigError, PipelineError
 from core.kafka import KafkaSettings
 from core.kafka.errors import kafka_error
 from core.kafka.offsets import end_offsets, offsets_for_timestamp
-from stream_app.client import TopicReader
-from stream_app.downstream import parse_offsets, parse_timestamp, topic_name
+from ops.client import TopicReader
+from ops.downstream import parse_offsets, parse_timestamp, topic_name
 
 logger = logging.getLogger(__name__)
 

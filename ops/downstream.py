@@ -16,8 +16,8 @@ from rich.table import Table
 from core.console import table_console
 from core.errors import ConfigError
 from core.kafka import KafkaSettings
+from ops.client import Item, TopicReader, current_set
 from schemas import CURRENT_RECORD, jsonable
-from stream_app.client import Item, TopicReader, current_set
 from stream_app.records import record_json
 
 TOPICS = ("current", "raw", "dlq", "runs")

@@ -4,7 +4,7 @@ Read the compacted current-records topic (or any of the pipeline's topics) with 
 deserializer, either once to its end (a snapshot) or following new records::
 
     from core.kafka import KafkaSettings
-    from stream_app.client import TopicReader, current_set
+    from ops.client import TopicReader, current_set
 
     settings = KafkaSettings()                    # KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...
     records = current_set(settings)               # {isin: CurrentRecord dict}, tombstones applied

@@ -1,0 +1,13 @@
+"""The operator tools' subcommands: ``tail``, ``snapshot``, ``replay`` and ``rebuild``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from ops import downstream, rebuild, replay
+
+    downstream.add_parsers(sub)
+    replay.add_parser(sub)
+    rebuild.add_parser(sub)
