@@ -18,15 +18,15 @@ class ProducerSettings(KafkaSettings):
     """Kafka settings (see ``KafkaSettings``) plus download and publish tuning."""
 
     # -- download -----------------------------------------------------------------------
-    http_connect_timeout_s: float = 10.0
-    http_read_timeout_s: float = 60.0
+    http_connect_timeout_s: float = Field(default=10.0, gt=0)
+    http_read_timeout_s: float = Field(default=60.0, gt=0)
     """Longest silence allowed between two chunks of the body."""
     http_retries: int = Field(default=4, ge=0)
     """Retries after the first attempt, on connection errors, 429 and 5xx."""
     http_backoff_s: float = Field(default=1.0, ge=0)
     """Base of the exponential backoff (with full jitter) between attempts."""
     http_backoff_max_s: float = 60.0
-    http_max_bytes: int = 2 * 1024**3
+    http_max_bytes: int = Field(default=2 * 1024**3, gt=0)
     """Refuse a body larger than this (before or after decompression by the server)."""
     source_http_headers: dict[str, SecretStr] = Field(default_factory=dict)
     """Extra request headers for vendor feeds, as JSON: ``{"X-Api-Key": "..."}``. Never logged."""
@@ -37,7 +37,7 @@ class ProducerSettings(KafkaSettings):
     """Where downloads are spooled before parsing (default: the system temp dir)."""
     http_deadline_s: float = Field(default=3600.0, gt=0)
     """The whole download, retries included, must finish within this; a drip-feeding server fails."""
-    unpacked_max_bytes: int = 16 * 1024**3
+    unpacked_max_bytes: int = Field(default=16 * 1024**3, gt=0)
     """Refuse a gzip or zip that unpacks to more than this (a zip bomb)."""
 
     producer_workers: int | None = Field(default=None, ge=1)
@@ -55,10 +55,10 @@ class ProducerSettings(KafkaSettings):
     """Bounds on librdkafka's in-memory queue, which bound the producer's memory: each queued
     record costs a few hundred bytes besides its payload, so the count matters as much."""
     producer_delivery_timeout_ms: int = 60_000
-    producer_flush_timeout_s: float = 120.0
-    producer_transaction_timeout_ms: int = 15 * 60 * 1000
+    producer_flush_timeout_s: float = Field(default=120.0, gt=0)
+    producer_transaction_timeout_ms: int = Field(default=15 * 60 * 1000, gt=0)
     """A run is one transaction; Kafka's transaction.max.timeout.ms is 15 minutes by default."""
-    run_timeout_s: float = 2 * 3600
+    run_timeout_s: float = Field(default=2 * 3600, gt=0)
     """The upper bound of a live run: a RUNNING claim older than this, with no final record, is
     abandoned even if its heartbeat goes on."""
     run_heartbeat_s: float = Field(default=2.0, gt=0)

@@ -112,15 +112,23 @@ def load_sources(
     return parse_sources(data, str(path), environ, safety)
 
 
+MAX_FILE_BYTES = 4 * 1024 * 1024
+"""A sources file of thousands of sources is a few hundred kilobytes: anything much larger is a mistake."""
+
+
 def parse_sources(
     data: bytes, where: str, environ: Mapping[str, str] | None = None, safety: SafetyPolicy | None = None
 ) -> Sources:
     env = os.environ if environ is None else environ
     base = safety or SafetyPolicy()
+    if len(data) > MAX_FILE_BYTES:
+        raise SourcesError(where, [f"{len(data)} bytes: a sources file is at most {MAX_FILE_BYTES} bytes"])
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SourcesError(where, [f"not a valid TOML file: {exc}"]) from None
+    except RecursionError:
+        raise SourcesError(where, ["not a valid sources file: values nested too deeply"]) from None
     errors = [
         f"{key}: unknown key; a sources file has a [defaults] table and [sources.NAME] tables"
         for key in doc

@@ -5,13 +5,14 @@ run (``SourceSpec``)."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import ConfigDict, Field, field_validator
 
 from core.errors import ConfigError
@@ -40,6 +41,8 @@ def _duration(value: Any, zero_ok: bool = False) -> Any:
     if isinstance(value, bool):
         return value  # refused by the strict type
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value}: a duration is a finite number of seconds")
         if value < 0 or (value == 0 and not zero_ok):
             raise ValueError(f"{value}: a duration must be more than 0")
         return float(value)
@@ -106,6 +109,10 @@ class SourceFields(HintFields):
     def _cron(cls, value: str) -> str:
         if not croniter.is_valid(value):
             raise ValueError(f"bad cron expression {value!r}: five fields, e.g. '30 18 * * 1-5'")
+        try:  # a valid expression may still never fire (the 31st of February)
+            croniter(value, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"cron expression {value!r} never fires") from None
         return value
 
     @field_validator("tz")

@@ -30,7 +30,9 @@ class KafkaSettings(BaseSettings):
     """Connection, security and topic settings. Environment names are the field names, upper-cased."""
 
     # An empty variable means "not set" (a Kubernetes Secret key left empty, say).
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_file=None, env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", env_file=None, env_ignore_empty=True, allow_inf_nan=False
+    )
 
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_client_id: str = "isin-pipeline"
@@ -78,8 +80,21 @@ class KafkaSettings(BaseSettings):
             raise ValueError("mTLS needs both KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION")
         if self.topic_partitions < 1:
             raise ValueError("TOPIC_PARTITIONS must be at least 1")
+        self._check_numbers()
         self._register_secrets()
         return self
+
+    def _check_numbers(self) -> None:
+        """No number setting without its own bounds may be negative (a retention may be -1:
+        forever): a hostile or mistyped environment value fails at start, saying which."""
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name, None)
+            if info.metadata or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if name.endswith("_retention_ms") and value == -1:
+                continue
+            if value < 0:
+                raise ValueError(f"{name.upper()}={value}: must not be negative")
 
     def _register_secrets(self) -> None:
         """Every secret setting, of this class or a subclass, is masked in every log line."""
