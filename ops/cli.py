@@ -1,4 +1,4 @@
-"""The operator tools' subcommands: ``tail``, ``snapshot``, ``replay`` and ``rebuild``."""
+"""The operator tools' subcommands: ``tail``, ``snapshot``, ``history``, ``changes``, ``replay``, ``rebuild``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import argparse
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from ops import downstream, rebuild, replay
+    from ops import downstream, history, rebuild, replay
 
     downstream.add_parsers(sub)
+    history.add_parsers(sub)
     replay.add_parser(sub)
     rebuild.add_parser(sub)

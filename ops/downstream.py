@@ -17,6 +17,7 @@ from core.console import table_console
 from core.errors import ConfigError
 from core.kafka import KafkaSettings
 from ops.client import Item, TopicReader, current_set
+from ops.timestamps import parse_timestamp
 from schemas import CURRENT_RECORD, jsonable
 from stream_app.records import record_json
 
@@ -45,15 +46,6 @@ def parse_offsets(text: str) -> dict[int, int]:
         if out[int(p)] < 0:
             raise ConfigError(f"bad offset {part!r}: offsets are not negative")
     return out
-
-
-def parse_timestamp(text: str) -> datetime:
-    """ISO-8601; a time without a zone is UTC."""
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"bad timestamp {text!r}: expected ISO-8601, e.g. 2026-11-22T07:15:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def item_json(item: Item) -> dict[str, Any]:
@@ -100,6 +92,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "line per current ISIN, sorted by ISIN. This is how a downstream service bootstraps its copy.",
     )
     s.add_argument("--out", type=Path, required=True, help="output file (written atomically); - for stdout")
+    s.add_argument(
+        "--as-of",
+        metavar="ISO8601",
+        help="the table as it stood at this valid time, rebuilt from the change topic (same line shape)",
+    )
+    s.add_argument("--source", help="with --as-of: only this source's listings")
     s.set_defaults(func=cmd_snapshot)
 
 
@@ -193,6 +191,10 @@ def _summary(item: Item) -> str:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     settings = KafkaSettings()
+    if args.as_of:
+        return _snapshot_as_of(settings, args)
+    if args.source:
+        raise ConfigError("--source needs --as-of (the current topic holds every source's listing together)")
     records = current_set(settings)
     lines = (json.dumps(record_json(records[isin]), ensure_ascii=False) + "\n" for isin in sorted(records))
     if str(args.out) == "-":
@@ -203,4 +205,21 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         f.writelines(lines)
     tmp.replace(args.out)
     print(json.dumps({"out": str(args.out), "isins": len(records), "topic": settings.topic_current}))
+    return 0
+
+
+def _snapshot_as_of(settings: KafkaSettings, args: argparse.Namespace) -> int:
+    from ops.history import snapshot_as_of
+
+    when = parse_timestamp(args.as_of)
+    if str(args.out) == "-":
+        snapshot_as_of(settings, when, sys.stdout, args.source)
+        return 0
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        count = snapshot_as_of(settings, when, f, args.source)
+    tmp.replace(args.out)
+    print(
+        json.dumps({"out": str(args.out), "isins": count, "as_of": when.isoformat(), "topic": settings.topic_changes})
+    )
     return 0

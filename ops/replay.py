@@ -28,7 +28,8 @@ from core.kafka import KafkaSettings
 from core.kafka.errors import kafka_error
 from core.kafka.offsets import end_offsets, offsets_for_timestamp
 from ops.client import TopicReader
-from ops.downstream import parse_offsets, parse_timestamp, topic_name
+from ops.downstream import parse_offsets, topic_name
+from ops.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
 

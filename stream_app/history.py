@@ -15,7 +15,7 @@ index. Queries:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,21 @@ class HistoryStore:
     @staticmethod
     def _key(partition: int, isin: str, slot_ms: int, change_id: str) -> bytes:
         return _CHANGE + _p(partition) + isin.encode() + b"\x00" + _SLOT.pack(slot_ms) + change_id.encode()
+
+    def isins(self, partition: int) -> Iterator[str]:
+        """The ISINs with a change in ``partition``, in order."""
+        prefix = _CHANGE + _p(partition)
+        it = self._db.iter()
+        it.seek(prefix)
+        last = b""
+        while it.valid() and it.key().startswith(prefix):
+            isin = it.key()[len(prefix) :].split(b"\x00", 1)[0]
+            if isin != last:
+                yield isin.decode()
+                last = isin
+                it.seek(prefix + isin + b"\x01")  # past every key of this ISIN
+                continue
+            it.next()
 
     def changes(self, partition: int, isin: str, source: str | None = None) -> list[dict[str, Any]]:
         """Every change of ``isin``, by slot, then by ``recorded_at``; only ``source``'s if given."""

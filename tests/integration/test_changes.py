@@ -33,6 +33,18 @@ def day2_of(shared_data: Path) -> tuple[bytes, set[str], str]:
     return out.getvalue().encode(), dropped, renamed
 
 
+def nse_rows(body: bytes) -> dict[str, dict[str, str]]:
+    """The true listing of each ISIN of an NSE list: its other columns, as the reader names them."""
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8"))))
+    names = [h.strip().lower().replace(" ", "_") for h in rows[0]]
+    out = {}
+    for row in rows[1:]:
+        values = dict(zip(names, (v.strip() for v in row), strict=True))
+        isin = values.pop("isin_number")
+        out[isin] = {k: v for k, v in values.items() if v}
+    return out
+
+
 def changes(pipeline: Pipeline) -> list[dict[str, Any]]:
     return [i.record for i in pipeline.items(pipeline.env["TOPIC_CHANGES"]) if i.record]
 
@@ -144,6 +156,24 @@ def test_history_and_as_of_for_every_day_and_after_a_wiped_state_dir(
     assert record["listings"][0]["attributes"]["name_of_company"].endswith("(renamed)")
     assert worker.get(f"/isins/{gone}?as_of=2026-11-30")[0] == 404  # before any list had it
     assert worker.get(f"/isins/{gone}?as_of=yesterday")[0] == 400
+
+    # the same from the change topic alone, with the command line (no worker needed)
+    cli = pipeline.cli("history", gone, "--format", "json")
+    assert cli.returncode == 0, cli.stderr
+    assert [(c["op"], c["slot"][:10]) for c in map(json.loads, cli.stdout.splitlines())] == want_gone
+    diff = pipeline.cli("changes", "--source", nse, "--since", DAY2, "--until", DAY3)
+    assert diff.returncode == 0, diff.stderr
+    day2 = sorted((c["op"], c["isin"]) for c in map(json.loads, diff.stdout.splitlines()))
+    assert day2 == sorted([("AMENDED", renamed), *(("DELISTED", isin) for isin in dropped)])
+    truths = {DAY1: nse_rows(shared_data.joinpath(NSE).read_bytes()), DAY2: nse_rows(body2)}
+    truths[DAY3] = truths[DAY1]
+    for day, truth in truths.items():
+        out = pipeline.tmp / f"as-of-{day[:10]}.jsonl"
+        snap = pipeline.cli("snapshot", "--as-of", day.replace("07:00:00", "08:00:00"), "--out", str(out))
+        assert snap.returncode == 0, snap.stderr
+        got = {r["isin"]: r["listings"][0]["attributes"] for r in map(json.loads, out.read_text().splitlines())}
+        assert got == truth, day
+        assert all(len(r["listings"]) == 1 for r in map(json.loads, out.read_text().splitlines()))
 
     # a worker whose state directory is wiped restores its history from the change topic
     before = {isin: history(isin) for isin in (gone, renamed, steady)}

@@ -10,7 +10,8 @@ import pytest
 from core.errors import ConfigError
 from core.kafka import KafkaSettings
 from isin_pipeline.cli import build_parser, main
-from ops.downstream import parse_offsets, parse_timestamp, topic_name
+from ops.downstream import parse_offsets, topic_name
+from ops.timestamps import parse_timestamp
 
 
 def test_offsets() -> None:
@@ -36,7 +37,8 @@ def test_topic_aliases() -> None:
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert {"broker", "produce", "stream", "demo", "tail", "snapshot", "replay", "rebuild"} <= set(commands)
+    expected = {"broker", "produce", "stream", "demo", "tail", "snapshot", "replay", "rebuild", "history", "changes"}
+    assert expected <= set(commands)
     for name in commands:
         with pytest.raises(SystemExit) as info:
             parser.parse_args([name, "--help"])
