@@ -24,7 +24,7 @@ from rich.table import Table
 
 from core.console import table_console
 from core.errors import BrokerError, ConfigError, PipelineError
-from core.kafka import KafkaSettings
+from core.kafka import KafkaSettings, new_admin
 from core.kafka.errors import kafka_error
 from core.kafka.offsets import end_offsets, offsets_for_timestamp
 from ops.client import TopicReader
@@ -118,7 +118,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = KafkaSettings()
     topic = topic_name(settings, args.topic)
     conf = settings.confluent_config()
-    admin = AdminClient(conf)
+    admin = new_admin(conf)
     partitions = TopicReader(settings, topic).partitions()
     ensure_idle(admin, args.group, force=args.force)
     before = committed(admin, args.group, topic, partitions)

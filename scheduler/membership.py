@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from core.kafka import new_consumer
+
 logger = logging.getLogger(__name__)
 
 
@@ -108,7 +110,7 @@ class Membership:
         logger.info("partitions %s of %s %s; this replica holds %s", _ids(partitions), self.topic, how, now)
 
     def _run(self) -> None:
-        consumer = Consumer(self._conf)
+        consumer = new_consumer(self._conf)
         try:
             consumer.subscribe(
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
