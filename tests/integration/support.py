@@ -263,7 +263,7 @@ class Pipeline:
         """After a group's consumers stopped: the flags ``replay``/``rebuild`` need to go ahead.
 
         Kafka reports the group empty a session timeout after its last member left: wait for
-        that. The embedded broker never does (see stream_app/replay.py): pass --force.
+        that. The embedded broker never does (see ops/replay.py): pass --force.
         """
         if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             return ["--force"]
