@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from core.failpoints import failpoint
 from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING_CHANGE, Serde, SerializationError
 from schemas.fastpath import NewRecordWriter, leading_strings
 from stream_app.changes import listing_changes
@@ -235,6 +236,8 @@ class Dedup:
     ) -> None:
         offsets = await self._output.flush() if pending or self._dead_pending else {}
         self._dead_pending = False
+        if pending:
+            failpoint("dedup.flushed")  # records and changes acknowledged, the table not yet written
         self._store.apply(partition, pending, offsets.get(partition))
         self._seen.record(partition, {run.decode(): keys for run, keys in seen_runs.items()}, last_offset)
 

@@ -183,3 +183,41 @@ def test_history_and_as_of_for_every_day_and_after_a_wiped_state_dir(
     worker.start()
     worker.wait_healthy()
     assert wait_for("the history restored", lambda: {i: history(i) for i in before} == before, 90)
+
+
+def test_a_worker_killed_between_its_flush_and_its_table_write_loses_and_doubles_no_change(
+    pipeline: Pipeline, list_server: ListServer, shared_data: Path
+) -> None:
+    """The worker is killed after the records and their changes were acknowledged and before its
+    table write. Restarted, it recovers the table from the changelog (which has those records) and
+    goes on: every change once, under one id each; a change sent again would keep its id."""
+    first = pipeline.worker()
+    first.env = {**first.env, "ISIN_PIPELINE_FAILPOINTS": "dedup.flushed"}
+    first.start()
+    first.wait_healthy()
+    run = pipeline.produce(list_server.url(f"/data/{NSE}"), "--slot", DAY1)
+    assert run.summary is not None and run.summary["status"] == "succeeded"
+    wait_for("the failpoint", lambda: "failpoint dedup.flushed reached" in first.tail(), 60)
+    before = changes(pipeline)
+    assert before, "the killed worker's first batch sent its changes"
+    first.kill()
+
+    again = pipeline.worker("w2")
+    again.state_dir = first.state_dir
+    again.start()
+    again.wait_healthy()
+    pipeline.wait_processed(2387, markers=pipeline.partitions)
+    every = wait_for(
+        "all the changes", lambda: (c := changes(pipeline)) and len({x["change_id"] for x in c}) >= 2387 and c, 60
+    )
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for change in every:
+        by_id.setdefault(change["change_id"], []).append(change)
+    assert len(by_id) == 2387  # one id per fact: nothing lost, nothing under a second id
+    assert {(c[0]["op"], c[0]["isin"]) for c in by_id.values()} == {
+        ("LISTED", i) for i in nse_rows((shared_data / NSE).read_bytes())
+    }
+    assert all(len({(x["op"], x["isin"], x["run_id"]) for x in c}) == 1 for c in by_id.values())
+    sample = sorted(by_id.values(), key=len)[-1][0]["isin"]  # a change sent twice, if any was
+    _, body = wait_for("the history", lambda: (r := again.get(f"/isins/{sample}/history"))[0] == 200 and r, 60)
+    assert [c["op"] for c in body["changes"]] == ["LISTED"]
