@@ -7,6 +7,7 @@ access from the environment.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 from collections.abc import Mapping
@@ -110,8 +111,25 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
     )
     seen = SeenIndex(settings.state_dir / f"{settings.app_id}-seen.rdb")
     reindex = RawRangeReader(settings.confluent_config(), settings.topic_raw)
+    async def changes_empty(partition: int) -> bool:
+        """Whether the change topic has nothing in ``partition`` (a table that predates it is backfilled)."""
+        from core.kafka.offsets import end_offsets
+
+        topic = settings.topic_changes
+        loop = asyncio.get_running_loop()
+        ends = await loop.run_in_executor(None, end_offsets, settings.confluent_config(), [(topic, partition)])
+        return ends[(topic, partition)] == 0
+
     dedup = Dedup(
-        serde, store, output, seen, reindex, settings.topic_current, settings.topic_dlq, settings.topic_changes
+        serde,
+        store,
+        output,
+        seen,
+        reindex,
+        settings.topic_current,
+        settings.topic_dlq,
+        settings.topic_changes,
+        changes_empty=changes_empty,
     )
     metrics = StreamMetrics()
     history = HistoryFeed(settings, HistoryStore(settings.state_dir / f"{settings.app_id}-history.rdb", serde))

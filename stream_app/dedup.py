@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from core.failpoints import failpoint
 from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING_CHANGE, Serde, SerializationError
 from schemas.fastpath import NewRecordWriter, leading_strings
-from stream_app.changes import listing_changes
+from stream_app.changes import backfill_changes, listing_changes
 from stream_app.records import listing_hashes, merge_event, remove_source
 from stream_app.seen import SeenIndex
 from stream_app.store import TableStore
@@ -97,6 +97,7 @@ class Dedup:
         dlq_topic: str | None = None,
         changes_topic: str | None = None,
         clock: Callable[[], float] = time.time,
+        changes_empty: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
         self._serde = serde
         self._store = store
@@ -108,6 +109,8 @@ class Dedup:
         self._encode_dead = serde.encoder(dlq_topic, DEAD_LETTER) if dlq_topic else None
         self._encode_change = serde.encoder(changes_topic, LISTING_CHANGE) if changes_topic else None
         self._clock = clock
+        self._changes_empty = changes_empty
+        self._backfill_checked: set[int] = set()
         self.stats = DedupStats()
         self._batch = DedupStats()
         self._dead_pending = False
@@ -121,6 +124,8 @@ class Dedup:
             return
         if not self.stats.first_event_at:
             self.stats.first_event_at = time.time()
+        if self._changes_empty is not None and partition not in self._backfill_checked:
+            await self._backfill(partition)
         applied = self._seen.begin_batch(partition, records[0].offset)
         if applied >= 0:  # delivered again: the table holds these already (see stream_app/seen.py)
             again = sum(1 for r in records if r.offset <= applied)
@@ -204,6 +209,29 @@ class Dedup:
         slot_ms = int(slot.timestamp() * 1000) if isinstance(slot, datetime) else int(slot)
         for change in listing_changes(key.decode(), before, after, run_id, slot_ms, at):
             self._output.change(partition, key, self._encode_change(change))
+
+    async def _backfill(self, partition: int) -> None:
+        """The first time a worker with a change topic meets a table partition that predates it:
+        one backfilled ``LISTED`` per current listing, dated at its ``first_seen_at``, so that the
+        history is complete for the present. Checked once per partition (the seen index keeps the
+        answer); a change topic that already has records there needs none."""
+        assert self._changes_empty is not None and self._encode_change is not None
+        self._backfill_checked.add(partition)
+        if self._seen.backfilled(partition):
+            return
+        written = 0
+        if await self._changes_empty(partition):
+            at = int(self._clock() * 1000)
+            for key, value in self._store.items(partition):
+                for change in backfill_changes(self._serde.decode(value).record, at):
+                    self._output.change(partition, key, self._encode_change(change))
+                    written += 1
+                if written and not written % SWEEP_YIELD_EVERY:
+                    await self._output.flush()
+            if written:
+                await self._output.flush()
+                logger.info("partition %d: %d listings backfilled to the change topic", partition, written)
+        self._seen.mark_backfilled(partition)
 
     def _committed(self, partition: int, batch: DedupStats) -> None:
         """Count a batch the store now holds (no await between the store write and this)."""

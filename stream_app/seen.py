@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 _SEEN = b"s"
 _EPOCH = b"e"
 _LAST = b"l"
+_BACKFILLED = b"b"
 
 
 def _p(partition: int) -> bytes:
@@ -52,6 +53,13 @@ class SeenIndex:
 
     def close(self) -> None:
         self._db.close()
+
+    def backfilled(self, partition: int) -> bool:
+        """Whether the partition's history was checked, and backfilled if it had to be."""
+        return self._db.get(_BACKFILLED + _p(partition)) is not None
+
+    def mark_backfilled(self, partition: int) -> None:
+        self._db[_BACKFILLED + _p(partition)] = b"1"
 
     def on_assigned(self, partitions: Iterable[int]) -> None:
         """The partitions may have been processed elsewhere since we last saw them."""

@@ -269,3 +269,39 @@ def test_every_change_of_a_listing_is_emitted_once_with_the_record(tmp_path: Pat
     assert changes() == [("LISTED", "DE0007236101", "d4", "name")]
     # each change went out with its record, before the table was written (the same flush)
     assert len(h.output.sent) >= 5 and h.current(SIE) is not None
+
+
+def test_a_table_that_predates_the_change_topic_is_backfilled_once(tmp_path: Path) -> None:
+    """Listings already in the table get one backfilled LISTED each, dated at their first
+    sighting, before the partition's first batch; a second batch, or a second worker start with
+    the same seen index, backfills nothing again; a change topic with records needs none."""
+    old = Harness(tmp_path / "old")
+    old.feed(old.event(AAPL, run="d0"), old.event(SIE, run="d0"))
+    asked: list[int] = []
+
+    async def empty(partition: int) -> bool:
+        asked.append(partition)
+        return True
+
+    h = Harness(tmp_path / "new", changes_topic="changes")
+    h.store = old.store
+    h.dedup = Dedup(
+        SERDE, h.store, h.output, h.seen, h.reindex, "current", changes_topic="changes", changes_empty=empty
+    )
+    h.feed(h.event(NESN, run="d1"))
+    got = [SERDE.decode(v).record for _, _, v in h.output.changes]
+    backfilled = sorted(c["isin"] for c in got if c["backfilled"])
+    assert backfilled == sorted([AAPL.decode(), SIE.decode()])
+    assert all(c["op"] == "LISTED" and c["slot"].timestamp() == 1_795_000_000 for c in got if c["backfilled"])
+    assert [c["isin"] for c in got if not c["backfilled"]] == [NESN.decode()]
+    h.output.changes.clear()
+    h.feed(h.event(NESN, attrs={"name": "Nestle"}, run="d2"))
+    assert [SERDE.decode(v).record["op"] for _, _, v in h.output.changes] == ["AMENDED"]
+    assert asked == [0]
+    # a restart with the same seen index: already checked, not asked again
+    restarted = Dedup(
+        SERDE, h.store, h.output, h.seen, h.reindex, "current", changes_topic="changes", changes_empty=empty
+    )
+    h.output.changes.clear()
+    asyncio.run(restarted.process(0, [h.event(NESN, attrs={"name": "Nestle"}, run="d3")]))
+    assert h.output.changes == [] and asked == [0]
