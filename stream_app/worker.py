@@ -10,6 +10,7 @@ import faust
 
 from stream_app.app import create_app
 from stream_app.broker_loss import LossWatch, loss_reason, restart_in_place, wait_for_topics
+from stream_app.faust import stream_context
 from stream_app.settings import StreamSettings
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,7 @@ def run_worker(settings: StreamSettings, loglevel: str = "INFO") -> int:
         settings.advertised_url,
         settings.state_dir,
     )
-    assert app.isin is not None  # create_app sets it
-    store = app.isin.store
+    store = stream_context(app).store
     watch = LossWatch(settings, lambda: dict(store.applied)).start()
     worker = faust.Worker(
         app,

@@ -1,4 +1,5 @@
-"""The Faust app subclass the worker runs: its transport's consumer is the batching one."""
+"""The Faust app subclass the worker runs: its transport's consumer is the batching one, and it
+carries the worker's ``StreamContext`` as a typed attribute."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream_app.faust.consumer import BatchHandler, BatchingConsumer, StandbyHandler
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # stream_app.context imports the dedup loop and the store: imports point down to here
     from stream_app.context import StreamContext
 
 
@@ -50,3 +51,12 @@ class BatchingApp(faust.App):
         for name in topic.topics:
             self.batch_handlers[name] = handler
         self.topics.add(topic)
+
+
+def stream_context(app: BatchingApp) -> StreamContext:
+    """The ``StreamContext`` that ``create_app`` attached to ``app`` (typed, for Faust's views,
+    whose ``self.app`` is untyped); a RuntimeError before it did."""
+    ctx = app.isin
+    if ctx is None:
+        raise RuntimeError("the worker's StreamContext is not attached yet: create_app sets BatchingApp.isin")
+    return ctx

@@ -21,10 +21,10 @@ class RestartStickyAssignor(PartitionAssignor):
     Faust's assignor keeps what each member reports it holds (``ClientMetadata.assignment`` in
     the member's subscription), but a restarted member reports nothing, and one left alone for
     a while (the others restarting one at a time) reports everything. This one saves its
-    assignment in the state directory on every rebalance of a group of two or more, and
-    reports the saved share while it has no other (restarted) or holds everything alone: the
-    cluster's assignor then gives each member back its share. A wiped state directory takes
-    the file with it. Relies on: ``PartitionAssignor._metadata`` (the ClientMetadata that
+    assignment in the state directory on every rebalance (alone, only while it has no saved
+    share yet), and reports the saved share while it has no other (restarted) or holds
+    everything alone: the cluster's assignor then gives each member back its share. A wiped
+    state directory takes the file with it. Relies on: ``PartitionAssignor._metadata`` (the ClientMetadata that
     ``metadata()`` sends), ``_assignment``, ``changelog_distribution`` and ``on_assignment``.
     """
 

@@ -4,6 +4,11 @@ time, read ``read_committed``; every other topic goes through Faust's usual path
 Faust's per-event machinery, not Kafka, is the ceiling of a worker (see docs/performance.md), so
 the raw topic's records are handed to the dedup loop one fetched list per partition. Offsets are
 committed through Faust's commit loop, only up to what a handler has returned from.
+
+``BatchingConsumer._drain_messages`` is not a copy of Faust's: it is a rewrite of Faust 0.15.3's
+``Consumer._drain_messages`` together with ``Consumer.getmany`` (which upstream's loop iterates),
+and ``tests/unit/test_faust_contract.py`` pins the source of both, so that an upgrade that changes
+either fails there and says to carry the change over.
 """
 
 from __future__ import annotations
@@ -68,8 +73,17 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         # _wait_next_records(timeout) -> (records by TP, active partitions or None); the state
         # it keeps per partition: _read_offset (next offset to deliver), _acked (read by the
         # commit loop), _n_acked and _commit_every, _buffered_partitions; and a fetcher (a
-        # mode.Service) whose _stopped event says it stopped. Our _drain_messages is Faust's
-        # own, with the handler call for batch topics added.
+        # mode.Service) whose _stopped event says it stopped.
+        # Rewritten from Faust's _drain_messages and getmany. Kept: the stop conditions, the
+        # 1 s wait for a fetch, the active/buffered partition filter, the generation and flow
+        # checks (per partition here, per record upstream), records below the read offset
+        # dropped, commit_every, the three exception branches. Changed: records go a partition
+        # at a time (upstream's getmany interleaves partitions record by record); a batch
+        # topic's list goes to its handler under the lock wait_empty takes, a standby
+        # changelog's to its standby handler; a fetch met with the flow stopped is dropped
+        # without upstream's perform_seek (Faust's recovery, as it completes, seeks the stream
+        # partitions to their committed offsets); no diag flags, no sleep(0) every 100
+        # records; end offsets are tracked once a batch, for batch topics only.
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
@@ -130,7 +144,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             raise
 
     async def _deliver_one_by_one(self, tp: TP, batch: list[Any]) -> None:
-        """Faust's own per-message delivery, as in ``Consumer._drain_messages``.
+        """Faust's per-message delivery, from ``Consumer._drain_messages``, for one partition's
+        records at or above its read offset: gaps, commit_every, the callback raced against
+        ``suspend_flow``, the read offset. Unlike upstream, a gap is added also after read
+        offset 0 (upstream tests ``gap > 1 and r_offset``), and the end offset is not tracked.
 
         Relies on: Consumer._add_gap(tp, offset_from, offset_to) and _to_message(tp, record)."""
         callback = self.callback

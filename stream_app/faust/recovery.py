@@ -1,11 +1,23 @@
-"""What Faust's table recovery knows about standby copies: whether a partition is a standby of
-this worker, how far its copy has applied the changelog, and telling recovery about a batch."""
+"""What Faust's table recovery knows: whether the tables are recovered (``table_ready``), whether a
+partition is a standby of this worker, how far its copy has applied the changelog, and telling
+recovery about a batch applied outside it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from faust.types import TP
+
+
+def table_ready(app: Any) -> bool:
+    """Whether this worker serves its tables: Faust's recovery has completed and no rebalance is
+    under way (``/healthz``, ``/stats``' ``ready``, and the epoch of the table's key counts).
+
+    Relies on: Faust's Recovery (``app.tables.recovery``) setting its ``completed`` event when it
+    resumes the streams after the first recovery (it never clears it: a later rebalance, and the
+    recovery that follows, show in the public ``app.rebalancing`` instead).
+    """
+    return bool(app.tables.recovery.completed.is_set()) and not app.rebalancing
 
 
 def standby_progress(app: Any, tp: TP) -> tuple[bool, int | None]:

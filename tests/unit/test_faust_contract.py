@@ -1,40 +1,101 @@
 """The contract between stream_app/faust/ and the installed Faust and aiokafka.
 
-Every private member the adapter uses is checked here: that it exists, its signature, and
-where it can be shown without a broker, the behaviour the adapter relies on. An upgrade of
-either library that changes one fails here, with the member's name, instead of in production.
+Each private member stream_app/faust/ uses is checked here: that it exists, its signature, and
+where it can be shown without a broker, the behaviour relied on (the fetch loop's, the
+read_committed consumer's, the metadata patch's, the table's files', recovery's, the assignor's).
+The Faust loop ours is rewritten from is pinned by its source's digest. An upgrade of either
+library that changes one fails here, with the member's name, instead of in production.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import sys
-from collections.abc import Iterator
+import textwrap
+import threading
+import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiokafka
 import aiokafka.client
+import faust
 import pytest
-from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.consumer.subscription_state import Assignment, SubscriptionState, TopicPartitionState
+from aiokafka.protocol.metadata import MetadataRequest, MetadataRequest_v5
+from aiokafka.structs import ConsumerRecord
+from faust.assignor.partition_assignor import PartitionAssignor
 from faust.stores import rocksdb as faust_rocksdb
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from mode import Service
 
-from stream_app.faust import BatchingApp, BatchingConsumer, forbid_auto_create_topics, partition_db
+from stream_app.app import create_app
+from stream_app.faust import (
+    BatchingApp,
+    BatchingConsumer,
+    RestartStickyAssignor,
+    forbid_auto_create_topics,
+    partition_db,
+    standby_applied,
+    standby_caught_up,
+    standby_progress,
+    stream_context,
+    table_offsets,
+    table_ready,
+)
+from stream_app.settings import StreamSettings
+from stream_app.store import FaustTableStore
+
+
+def on_own_loop(build: Callable[[], BatchingApp]) -> BatchingApp:
+    """An app built on an event loop of its own: mode otherwise gives every app of a thread the
+    same loop, and a test that closes its app's loop would close the next app's."""
+    loop = asyncio.new_event_loop()
+
+    async def built() -> BatchingApp:
+        return build()
+
+    app = loop.run_until_complete(built())
+    app.loop = loop
+    return app
+
+
+def worker_app(state_dir: Path) -> BatchingApp:
+    """A worker's Faust app, built from settings, never started (no network), with its consumer."""
+
+    def build() -> BatchingApp:
+        app = create_app(StreamSettings(state_dir=state_dir), check_state=False)
+        assert isinstance(app.consumer, BatchingConsumer)  # built now, on the app's loop
+        return app
+
+    return on_own_loop(build)
+
+
+def close(app: BatchingApp) -> None:
+    """Close the loops made for an app: its own, and its consumer thread's if it was built."""
+    if app._consumer is not None:
+        app._consumer._thread.thread_loop.close()
+    app.loop.close()
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A worker's Faust app, built from settings, never started: no network."""
-    from stream_app.app import create_app
-    from stream_app.settings import StreamSettings
-
-    built = create_app(StreamSettings(state_dir=tmp_path_factory.mktemp("state")), check_state=False)
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchingApp]:
+    built = worker_app(tmp_path_factory.mktemp("state"))
     yield built
-    built.loop.close()  # the loop Faust made for the app, with its self-pipe sockets
+    close(built)
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[BatchingApp]:
+    """A worker's app of this test alone, for tests that change its state or run its loop."""
+    built = worker_app(tmp_path)
+    yield built
+    close(built)
 
 
 def params(func: Any) -> list[str]:
@@ -48,7 +109,9 @@ def params(func: Any) -> list[str]:
         (faust_consumer.Consumer, "_add_gap", ["self", "tp", "offset_from", "offset_to"]),
         (faust_consumer.Consumer, "_to_message", ["self", "tp", "record"]),
         (faust_consumer.Consumer, "_new_offset", ["self", "tp"]),
+        (faust_consumer.Consumer, "_should_commit", ["self", "tp", "offset"]),
         (faust_consumer.Consumer, "_drain_messages", ["self", "fetcher"]),
+        (faust_consumer.Consumer, "getmany", ["self", "timeout"]),
         (faust_consumer.Consumer, "wait_empty", ["self"]),
         (faust_aiokafka.Consumer, "_new_consumer_thread", ["self"]),
         (faust_aiokafka.Consumer, "highwaters", ["self", "partitions"]),
@@ -57,7 +120,10 @@ def params(func: Any) -> list[str]:
         (faust_aiokafka.AIOKafkaConsumerThread, "_ensure_consumer", ["self"]),
         (faust_rocksdb.Store, "_db_for_partition", ["self", "partition"]),
         (faust_rocksdb.Store, "partition_path", ["self", "partition"]),
+        (faust.App, "_new_transport", ["self"]),
+        (PartitionAssignor, "on_assignment", ["self", "assignment"]),
         (aiokafka.AIOKafkaConsumer, "highwater", ["self", "partition"]),
+        (Assignment, "state_value", ["self", "tp"]),
         (MetadataRequest, "__init__", ["self", "topics", "allow_auto_topic_creation"]),
     ],
 )
@@ -79,10 +145,10 @@ def test_our_overrides_are_called_by_the_code_that_calls_the_originals() -> None
     )
     for call in calls:
         assert call in source, f"Faust's consumer module no longer calls {call}"
-    assert "self._new_transport()" in inspect.getsource(BatchingApp.__mro__[1])
+    assert "self._new_transport()" in inspect.getsource(faust.App)
 
 
-def test_the_consumer_state_the_drain_loop_uses(app: Any) -> None:
+def test_the_consumer_state_the_drain_loop_uses(app: BatchingApp) -> None:
     consumer = app.consumer  # built, not started: no network
     assert isinstance(consumer, BatchingConsumer)
     for attr in ("_read_offset", "_acked", "_n_acked", "_commit_every", "_buffered_partitions", "suspend_flow"):
@@ -90,61 +156,182 @@ def test_the_consumer_state_the_drain_loop_uses(app: Any) -> None:
     assert hasattr(consumer, "flow_active") and hasattr(consumer, "consumer_stopped_errors")
     # the fetcher is a mode.Service, like the consumer: both stop through their _stopped event
     assert isinstance(consumer, Service) and hasattr(consumer._stopped, "is_set"), "mode.Service lost _stopped"
-    consumer._thread.thread_loop.close()  # the consumer thread's own loop, made with it
-
-
-def test_aiokafka_reads_the_isolation_level_and_keeps_the_subscription_state() -> None:
-    async def build() -> tuple[str, Any]:
-        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", isolation_level="read_committed")
-        try:
-            return consumer._isolation_level, type(consumer._subscription)
-        finally:
-            await consumer.stop()
-
-    isolation, subscription = asyncio.run(build())
-    assert isolation == "read_committed"
-    assert hasattr(subscription, "subscription")
-    from aiokafka.consumer.subscription_state import Assignment, TopicPartitionState
-
-    assert hasattr(Assignment, "state_value") and params(Assignment.state_value) == ["self", "tp"]
+    # what lag() reads of the AIOKafkaConsumer: _subscription.subscription.assignment.state_value(tp)
+    assert isinstance(inspect.getattr_static(SubscriptionState, "subscription"), property)
     assert {"position", "has_valid_position"} <= set(dir(TopicPartitionState))
-    assert "self._isolation_level" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
 
 
-def test_metadata_requests_never_ask_for_topic_creation() -> None:
+# The fetch loop of Faust's Consumer, as installed, hashed: stream_app/faust/consumer.py's
+# BatchingConsumer._drain_messages is rewritten from _drain_messages and the getmany it iterates.
+# An upgrade that changes either fails here: compare, carry the change over, then pin the digest.
+UPSTREAM_SHA256 = {
+    "_drain_messages": "8f35dd7a11144daa6ec9a3739a497b03a9dd6b57cca18aa861bb4a549400fc68",
+    "getmany": "e486c434b7928ee8dc33eb66f8ad03adae289861dcec23f4cbd767ccc3c38148",
+}
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM_SHA256))
+def test_the_faust_loop_ours_is_rewritten_from_is_the_installed_one(name: str) -> None:
+    upstream = textwrap.dedent(inspect.getsource(getattr(faust_consumer.Consumer, name)))
+    assert hashlib.sha256(upstream.encode()).hexdigest() == UPSTREAM_SHA256[name], (
+        f"faust's Consumer.{name} changed: carry the change into BatchingConsumer._drain_messages "
+        "(stream_app/faust/consumer.py), then pin the new digest here"
+    )
+
+
+def test_our_loop_keeps_the_state_upstreams_loop_keeps() -> None:
+    upstream = inspect.getsource(faust_consumer.Consumer._drain_messages)
+    upstream += inspect.getsource(faust_consumer.Consumer.getmany)
+    ours = inspect.getsource(BatchingConsumer._drain_messages) + inspect.getsource(BatchingConsumer._deliver_one_by_one)
+    for member in ("_read_offset", "_n_acked", "_commit_every", "commit", "consumer_stopped_errors", "should_stop"):
+        assert f"self.{member}" in upstream and f"self.{member}" in ours, member
+    for member in ("_wait_next_records", "_buffered_partitions", "flow_active", "_add_gap", "suspend_flow"):
+        assert f"self.{member}" in upstream and f"self.{member}" in ours, member
+    assert "app.consumer_generation_id" in upstream and "app.consumer_generation_id" in ours
+
+
+def record(topic: str, partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(topic, partition, offset, 0, 0, b"k%d" % offset, b"v", None, 2, 1, [])
+
+
+def drain(app: BatchingApp, fetches: list[dict[TP, list[Any]]]) -> None:
+    """Run our fetch loop over ``fetches`` (what _wait_next_records returns), then stop it."""
+    consumer = app.consumer
+    fetcher = type("Fetcher", (), {"_stopped": threading.Event()})()
+
+    async def wait_next_records(timeout: float) -> tuple[dict[TP, list[Any]], None]:
+        if not fetches:
+            fetcher._stopped.set()
+            return {}, None
+        return fetches.pop(0), None
+
+    consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
+    consumer.highwater = lambda tp: 100  # type: ignore[method-assign]
+    app.loop.run_until_complete(consumer._drain_messages(fetcher))
+
+
+def test_our_fetch_loop_hands_batches_to_handlers_and_the_rest_to_faust(fresh: BatchingApp) -> None:
+    raw, other, changelog = TP("isin.events", 1), TP("faust-own", 0), TP("isin.current", 2)
+    batches: list[tuple[TP, list[int]]] = []
+    delivered: list[tuple[str, int]] = []
+
+    async def handler(tp: TP, batch: list[Any]) -> None:
+        batches.append((tp, [r.offset for r in batch]))
+
+    async def standby(tp: TP, batch: list[Any]) -> bool:
+        return True  # a standby partition: applied
+
+    async def callback(message: Any) -> None:
+        delivered.append((message.topic, message.offset))
+
+    fresh.batch_handlers["isin.events"] = handler
+    fresh.standby_handlers["isin.current"] = standby
+    consumer = fresh.consumer
+    consumer.callback = callback
+    drain(
+        fresh,
+        [
+            {raw: [record("isin.events", 1, o) for o in (5, 6, 7)], other: [record("faust-own", 0, o) for o in (0, 1)]},
+            {raw: [record("isin.events", 1, o) for o in (6, 7, 8)], changelog: [record("isin.current", 2, 3)]},
+        ],
+    )
+    assert batches == [(raw, [5, 6, 7]), (raw, [8])]  # what was delivered already is dropped
+    assert delivered == [("faust-own", 0), ("faust-own", 1)]  # Faust's own path, one by one
+    assert consumer._read_offset[raw] == 9 and consumer._read_offset[other] == 1
+    assert consumer._read_offset[changelog] == 3  # as Faust's standby path leaves it
+    assert consumer._n_acked == 4 and raw in consumer._acked
+    assert consumer._new_offset(raw) == 9  # what Faust's commit loop commits: after the last handled
+
+
+def test_our_fetch_loop_hands_nothing_while_the_flow_is_stopped(fresh: BatchingApp) -> None:
+    batches: list[list[int]] = []
+
+    async def handler(tp: TP, batch: list[Any]) -> None:
+        batches.append([r.offset for r in batch])
+
+    fresh.batch_handlers["isin.events"] = handler
+    fresh.consumer.flow_active = False  # a rebalance under way
+    drain(fresh, [{TP("isin.events", 0): [record("isin.events", 0, 0)]}])
+    assert batches == []
+    assert fresh.consumer._new_offset(TP("isin.events", 0)) is None  # nothing to commit
+
+
+def test_the_worker_consumer_reads_committed_where_faust_would_not(fresh: BatchingApp) -> None:
+    thread = fresh.consumer._thread
+
+    async def build() -> tuple[str, str]:
+        ours = thread._create_worker_consumer(fresh.transport)
+        theirs = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer(thread, fresh.transport)
+        try:
+            assert isinstance(ours, aiokafka.AIOKafkaConsumer)
+            return ours._isolation_level, theirs._isolation_level
+        finally:
+            await ours.stop()
+            await theirs.stop()
+
+    assert fresh.loop.run_until_complete(build()) == ("read_committed", "read_uncommitted")
+    # aiokafka hands the attribute to its fetcher when the consumer starts
+    assert "isolation_level=self._isolation_level" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+
+
+def test_the_metadata_requests_aiokafkas_client_sends_never_ask_for_topic_creation() -> None:
+    from aiokafka.client import AIOKafkaClient, ConnectionGroup
+    from aiokafka.cluster import ClusterMetadata
+    from aiokafka.errors import KafkaError
+
+    assert MetadataRequest(["t"]).build(MetadataRequest_v5).allow_auto_topic_creation is True  # unpatched
     forbid_auto_create_topics()
     forbid_auto_create_topics()  # idempotent
-    request = aiokafka.client.MetadataRequest(["missing-topic"])
-    built = request.build(MetadataRequest.ALL_TYPES[5] if hasattr(MetadataRequest, "ALL_TYPES") else _v5())
-    assert built.allow_auto_topic_creation is False
-    # aiokafka's client builds its requests through the module-level name we replace
-    assert "MetadataRequest(" in inspect.getsource(aiokafka.client.AIOKafkaClient._metadata_update)
+    sent: list[Any] = []
+
+    class Connection:
+        async def send(self, request: Any) -> Any:
+            sent.append(request)
+            raise KafkaError("no broker here")
+
+    async def update() -> None:
+        client = AIOKafkaClient(bootstrap_servers="127.0.0.1:1")
+        client._conns[("bootstrap", ConnectionGroup.DEFAULT)] = Connection()
+
+        async def get_conn(node_id: Any, **kwargs: Any) -> Connection:
+            return Connection()
+
+        client._get_conn = get_conn  # type: ignore[method-assign]
+        try:
+            await client._metadata_update(ClusterMetadata(), {"missing-topic"})
+        finally:
+            client._conns.clear()
+            await client.close()
+
+    asyncio.run(update())
+    built = [request.build(MetadataRequest_v5) for request in sent]
+    assert [(b.topics, b.allow_auto_topic_creation) for b in built] == [(["missing-topic"], False)]
 
 
-def _v5() -> Any:
-    from aiokafka.protocol.metadata import MetadataRequest_v5
-
-    return MetadataRequest_v5
-
-
-def test_our_direct_writes_are_what_faust_reads_as_the_persisted_offset(app: Any) -> None:
-    from faust.types import TP
-
-    from stream_app.store import FaustTableStore
-
-    table = app.isin.table  # type: ignore[attr-defined]
-    store = FaustTableStore(table)
-    store.apply(3, {b"US0378331005": b"value"}, changelog_offset=41)
-    assert table.data.persisted_offset(TP(app.isin.settings.topic_current, 3)) == 41  # type: ignore[attr-defined]
+def test_our_direct_writes_are_what_faust_reads_as_the_persisted_offset(app: BatchingApp) -> None:
+    ctx = stream_context(app)
+    table = ctx.table
+    FaustTableStore(table).apply(3, {b"US0378331005": b"value"}, changelog_offset=41)
+    assert table.data.persisted_offset(TP(ctx.settings.topic_current, 3)) == 41
     assert partition_db(table.data, 3).get(b"US0378331005") == b"value"
+    assert partition_db(table.data, 3) is partition_db(table.data, 3)  # opened once, cached by Faust
     assert Path(table.data.partition_path(3)).exists()
 
 
-def test_the_recovery_state_the_standby_path_updates(app: Any) -> None:
-    from faust.tables.recovery import Recovery
-    from faust.types import TP
+def test_table_offsets_reads_what_each_partition_applied_from_its_files(fresh: BatchingApp) -> None:
+    table = stream_context(fresh).table
+    partitions = list(range(fresh.conf.topic_partitions))
+    assert table_offsets(table, partitions) == {}  # no files yet
+    store = FaustTableStore(table)
+    store.apply(3, {b"US0378331005": b"value"}, changelog_offset=41)
+    store.apply(0, {}, changelog_offset=7)
+    store.apply(1, {b"DE0007164600": b"value"}, changelog_offset=None)  # records, no offset
+    # read while Faust's handles are open: a read-only open replays the write-ahead log
+    assert table_offsets(table, partitions) == {0: 7, 3: 41}
 
-    from stream_app.faust import standby_applied, standby_progress
+
+def test_the_recovery_state_the_standby_path_updates(app: BatchingApp) -> None:
+    from faust.tables.recovery import Recovery
 
     recovery = app.tables.recovery
     assert isinstance(recovery, Recovery)
@@ -161,77 +348,18 @@ def test_the_recovery_state_the_standby_path_updates(app: Any) -> None:
     assert "consumer, assigned_standby_tps, standby_offsets" in source, "Faust no longer seeks standbys from them"
 
 
-def test_a_restarted_worker_claims_the_partitions_it_saved_and_a_lone_one_saves_nothing(
-    tmp_path: Path,
-) -> None:
-    """RestartStickyAssignor: what it reports before its first assignment, and what it saves."""
-    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-    from faust.assignor.client_assignment import ClientAssignment, ClientMetadata
-    from faust.assignor.partition_assignor import PartitionAssignor
-
-    from stream_app.app import create_app
-    from stream_app.faust import RestartStickyAssignor
-    from stream_app.settings import StreamSettings
-
-    assert isinstance(inspect.getattr_static(PartitionAssignor, "_metadata"), property)
-    assert "self._metadata.dumps()" in inspect.getsource(PartitionAssignor.metadata)
-    saved = ClientAssignment(actives={"isin.events": [1, 3]}, standbys={"isin.current": [0, 2]})
-    (tmp_path / RestartStickyAssignor.FILE).write_bytes(saved.dumps())
-    app = create_app(StreamSettings(state_dir=tmp_path), check_state=False)
-    try:
-        assignor = app.assignor
-        assert isinstance(assignor, RestartStickyAssignor)
-        assert assignor._metadata.assignment.actives == {"isin.events": [1, 3]}
-        url = str(app.conf.canonical_url)
-
-        def deliver(actives: dict[str, list[int]], hosts: list[str]) -> None:
-            mine = ClientAssignment(actives=actives, standbys={})
-            metadata = ClientMetadata(
-                assignment=mine,
-                url=url,
-                changelog_distribution={h: {} for h in hosts},
-                external_topic_distribution={},
-                topic_groups={},
-            )
-            protocol = sorted(mine.kafka_protocol_assignment(app.tables))
-            assignor.on_assignment(ConsumerProtocolMemberAssignment(0, protocol, assignor._compress(metadata.dumps())))
-
-        # left alone (the other worker restarting): it takes everything, but claims its share
-        deliver({"isin.events": [0, 1, 2, 3]}, [url])
-        assert ClientAssignment.loads((tmp_path / RestartStickyAssignor.FILE).read_bytes()).actives == saved.actives
-        assert assignor._metadata.assignment.actives == saved.actives
-        # in a group of two it saves its share, and reports what it has
-        deliver({"isin.events": [0, 2]}, [url, "http://other:6066"])
-        assert ClientAssignment.loads((tmp_path / RestartStickyAssignor.FILE).read_bytes()).actives == {
-            "isin.events": [0, 2]
-        }
-        assert assignor._metadata.assignment.actives == {"isin.events": [0, 2]}
-        deliver({"isin.events": [0, 1, 2, 3]}, [url])
-        assert assignor._metadata.assignment.actives == {"isin.events": [0, 2]}
-    finally:
-        app.loop.close()
-
-
-def test_a_damaged_saved_assignment_costs_stickiness_not_a_start(tmp_path: Path) -> None:
-    from stream_app.app import create_app
-    from stream_app.faust import RestartStickyAssignor
-    from stream_app.settings import StreamSettings
-
-    (tmp_path / RestartStickyAssignor.FILE).write_bytes(b"{not json")
-    app = create_app(StreamSettings(state_dir=tmp_path), check_state=False)
-    try:
-        assert app.assignor._metadata.assignment.actives == {}
-    finally:
-        app.loop.close()
+def test_a_worker_is_ready_once_recovery_completed_and_while_no_rebalance_runs(fresh: BatchingApp) -> None:
+    assert not table_ready(fresh)  # never recovered
+    fresh.tables.recovery.completed.set()
+    assert table_ready(fresh)
+    fresh.rebalancing = True
+    assert not table_ready(fresh)
+    assert "self.completed.set()" in inspect.getsource(type(fresh.tables.recovery))
 
 
 def test_a_standby_copy_is_caught_up_when_it_applied_up_to_the_last_fetch_high_watermark(
-    app: Any, monkeypatch: pytest.MonkeyPatch
+    app: BatchingApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from faust.types import TP
-
-    from stream_app.faust import standby_applied, standby_caught_up
-
     tp = TP("isin.current", 4)
     highs: dict[TP, int | None] = {tp: None}
     monkeypatch.setattr(app.consumer, "highwater", lambda t: highs[t])
@@ -251,34 +379,75 @@ def test_a_standby_copy_is_caught_up_when_it_applied_up_to_the_last_fetch_high_w
         app.tables.recovery.standby_tps.discard(tp)
 
 
-# The fetch loop of Faust's Consumer, as installed, hashed: stream_app/faust/consumer.py's
-# BatchingConsumer._drain_messages is a copy of it with the batch handlers added. An upgrade that
-# changes upstream's loop fails here: compare the two, carry the change over, then re-pin.
-DRAIN_MESSAGES_SHA256 = "8f35dd7a11144daa6ec9a3739a497b03a9dd6b57cca18aa861bb4a549400fc68"
+def test_a_restarted_worker_claims_the_partitions_it_saved_and_alone_keeps_them_saved(tmp_path: Path) -> None:
+    """RestartStickyAssignor: what it reports before its first assignment, and what it saves."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+    from faust.assignor.client_assignment import ClientAssignment, ClientMetadata
+
+    assert isinstance(inspect.getattr_static(PartitionAssignor, "_metadata"), property)
+    assert "self._metadata.dumps()" in inspect.getsource(PartitionAssignor.metadata)
+    saved = ClientAssignment(actives={"isin.events": [1, 3]}, standbys={"isin.current": [0, 2]})
+    (tmp_path / RestartStickyAssignor.FILE).write_bytes(saved.dumps())
+    app = worker_app(tmp_path)
+    try:
+        assignor = app.assignor
+        assert isinstance(assignor, RestartStickyAssignor)
+        assert assignor._metadata.assignment.actives == {"isin.events": [1, 3]}
+        url = str(app.conf.canonical_url)
+
+        def deliver(actives: dict[str, list[int]], hosts: list[str]) -> None:
+            mine = ClientAssignment(actives=actives, standbys={})
+            metadata = ClientMetadata(
+                assignment=mine,
+                url=url,
+                changelog_distribution={h: {} for h in hosts},
+                external_topic_distribution={},
+                topic_groups={},
+            )
+            protocol = sorted(mine.kafka_protocol_assignment(app.tables))
+            assignor.on_assignment(ConsumerProtocolMemberAssignment(0, protocol, assignor._compress(metadata.dumps())))
+
+        def on_disk() -> Any:
+            return ClientAssignment.loads((tmp_path / RestartStickyAssignor.FILE).read_bytes()).actives
+
+        # left alone (the other worker restarting): it takes everything, but claims its share
+        deliver({"isin.events": [0, 1, 2, 3]}, [url])
+        assert on_disk() == saved.actives and assignor._metadata.assignment.actives == saved.actives
+        # in a group of two it saves its share, and reports what it has
+        deliver({"isin.events": [0, 2]}, [url, "http://other:6066"])
+        assert on_disk() == {"isin.events": [0, 2]} and assignor._metadata.assignment.actives == {"isin.events": [0, 2]}
+        deliver({"isin.events": [0, 1, 2, 3]}, [url])
+        assert assignor._metadata.assignment.actives == {"isin.events": [0, 2]}
+    finally:
+        close(app)
 
 
-def test_the_copied_fetch_loop_is_a_copy_of_the_installed_one() -> None:
-    import hashlib
-    import inspect
-    import textwrap
-
-    from faust.transport.consumer import Consumer
-
-    upstream = textwrap.dedent(inspect.getsource(Consumer._drain_messages))
-    assert hashlib.sha256(upstream.encode()).hexdigest() == DRAIN_MESSAGES_SHA256, (
-        "faust's Consumer._drain_messages changed: carry the change into BatchingConsumer._drain_messages, "
-        "then pin the new digest"
-    )
-    ours = inspect.getsource(BatchingConsumer._drain_messages)
-    # the state upstream's loop keeps, ours keeps too
-    for member in ("_read_offset", "_n_acked", "_commit_every", "commit", "consumer_stopped_errors", "should_stop"):
-        assert f"self.{member}" in upstream and f"self.{member}" in ours, member
-    # upstream fetches through getmany, which waits in _wait_next_records: ours calls that directly
-    assert "_wait_next_records" in inspect.getsource(Consumer.getmany) and "self._wait_next_records" in ours
+def test_a_damaged_saved_assignment_costs_stickiness_not_a_start(tmp_path: Path) -> None:
+    (tmp_path / RestartStickyAssignor.FILE).write_bytes(b"{not json")
+    app = worker_app(tmp_path)
+    try:
+        assert app.assignor._metadata.assignment.actives == {}
+    finally:
+        close(app)
 
 
-def test_the_installed_versions_are_the_pinned_ones() -> None:
-    """The copied loop and the private members are those of exactly these releases (pyproject)."""
+def test_the_worker_context_is_a_typed_attribute_of_the_app(fresh: BatchingApp, tmp_path: Path) -> None:
+    ctx = stream_context(fresh)
+    assert fresh.isin is ctx and ctx.table.name == ctx.settings.table_name
+    bare = on_own_loop(lambda: BatchingApp("bare", broker="kafka://127.0.0.1:1", datadir=str(tmp_path / "bare")))
+    try:
+        assert bare.isin is None
+        with pytest.raises(RuntimeError, match="create_app"):
+            stream_context(bare)
+    finally:
+        close(bare)
+
+
+def test_the_installed_versions_are_the_exactly_pinned_ones() -> None:
+    """The rewritten loop and the private members are those of exactly these releases."""
     from importlib.metadata import version
 
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    pins = {"faust-streaming==0.15.3", "aiokafka==0.14.0"}
+    assert pins <= set(pyproject["project"]["dependencies"]), "pyproject.toml must pin both exactly"
     assert (version("faust-streaming"), version("aiokafka")) == ("0.15.3", "0.14.0")
