@@ -8,6 +8,7 @@ import os
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from core.errors import PipelineError
 from core.logs import setup_logging
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first.get("loc", ())) or "settings"
         print(f"isin-pipeline {args.command}: configuration error: {where}: {first.get('msg')}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:  # an environment value that does not parse (JSON, say)
+        print(f"isin-pipeline {args.command}: configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"isin-pipeline {args.command}: interrupted", file=sys.stderr)

@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from core.errors import ConfigError, PipelineError
 from core.kafka.topics import ensure_topics
-from producer.download import Credentials, Downloader, RetryPolicy, redact_url
+from producer.download import Credentials, Downloader, RetryPolicy
 from producer.hints import read_hints
 from producer.progress import RunProgress
 from producer.reading import FORMATS, ReadHints
@@ -26,6 +27,7 @@ from producer.run import RunContext, RunPlan, RunSummary, execute
 from producer.runs import RunLog, RunWriter
 from producer.settings import ProducerSettings
 from producer.slots import Schedule, parse_slot
+from producer.urls import redact_url
 from schemas import make_serde
 
 logger = logging.getLogger(__name__)
@@ -242,6 +244,9 @@ def cmd_produce(args: argparse.Namespace, planner: Planner = flags_plan, source:
         raise
     except ValidationError as exc:
         print_summary(not_started(source, f"configuration error: {exc.errors()[0].get('msg')}"))
+        raise
+    except SettingsError as exc:
+        print_summary(not_started(source, f"configuration error: {exc}"))
         raise
     except Exception as exc:  # a bug: still one summary, and a reason instead of a bare traceback
         logger.exception("produce failed on an internal error")

@@ -4,9 +4,10 @@
   the whole download, retries included: a server that drips a byte a second fails the run;
 - retries with exponential backoff and full jitter on connection errors, 429 and 5xx,
   honouring ``Retry-After``; no retry on other 4xx;
-- redirects followed here, not by httpx, at most ``MAX_REDIRECTS`` and never in a loop; the
-  configured credentials and headers go only to the origin (scheme, host, port) they were
-  configured for, and are dropped on a redirect anywhere else, as curl does;
+- redirects followed here, not by httpx, at most ``MAX_REDIRECTS`` and never in a loop, only to
+  http(s), never to a link-local address (cloud metadata) nor from a public host to a loopback
+  or private one (``redirect_refusal``); the configured credentials and headers go only to the
+  origin (scheme, host, port) they were configured for, as curl does;
 - ``If-None-Match`` / ``If-Modified-Since`` from the last run; a 304 means "unchanged";
 - the body is streamed to a temp file with a SHA-256, never held in memory;
 - a body larger than ``max_bytes``, or shorter than its ``Content-Length``, is an error; how
@@ -21,51 +22,33 @@ import hashlib
 import logging
 import os
 import random
+import stat
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from core.errors import SourceError
 from core.logs import redact, register_secret
+from producer.urls import (
+    DOWNLOAD_HEADER,
+    REDIRECT_STATUSES,
+    next_hop,
+    origin,
+    redact_url,
+)
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-MAX_REDIRECTS = 10
 CHUNK = 1024 * 1024
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes so far, total bytes if known)."""
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment: safe for logs and as a source name."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port:
-        host = f"{host}:{port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with the scheme's default port made explicit."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 @dataclass(frozen=True)
@@ -191,7 +174,7 @@ class Downloader:
             return self._copy_local(Path(urlsplit(url).path), progress)
         limit = deadline_s if deadline_s is not None else self._deadline_s
         deadline = self._clock() + limit if limit else None
-        headers = {"Accept-Encoding": "gzip, identity"}
+        headers = {"Accept-Encoding": "gzip, identity", DOWNLOAD_HEADER: "1"}
         if previous and previous.etag:
             headers["If-None-Match"] = previous.etag
         if previous and previous.last_modified:
@@ -230,16 +213,11 @@ class Downloader:
     def _request(self, url: str, headers: dict[str, str], home: tuple[str, str, int | None]) -> httpx.Request:
         """The request for one hop; credentials only for the source's own origin."""
         if origin(url) == home:
-            return self._client.build_request("GET", url, headers={**headers, **self._credentials.headers})
+            headers = {**headers, **self._credentials.headers, DOWNLOAD_HEADER: "1"}
         return self._client.build_request("GET", url, headers=headers)
 
     def _attempt(
-        self,
-        url: str,
-        headers: dict[str, str],
-        attempt: int,
-        progress: Progress | None,
-        deadline: float | None,
+        self, url: str, headers: dict[str, str], attempt: int, progress: Progress | None, deadline: float | None
     ) -> Download:
         safe = redact_url(url)
         home = origin(url)
@@ -257,20 +235,7 @@ class Downloader:
                 try:
                     location = response.headers.get("Location")
                     if response.status_code in REDIRECT_STATUSES and location:
-                        target = str(response.url.join(location))
-                        if target in seen:
-                            chain = " -> ".join(redact_url(u) for u in [*seen, target])
-                            raise SourceError(f"{safe}: a redirect loop: {chain}")
-                        if len(seen) > MAX_REDIRECTS:
-                            raise SourceError(f"{safe}: more than {MAX_REDIRECTS} redirects")
-                        if origin(target) != home:
-                            logger.info(
-                                "%s redirects to %s, another origin: its credentials and headers are not sent there",
-                                redact_url(url),
-                                redact_url(target),
-                            )
-                        seen.append(target)
-                        url = target
+                        url = next_hop(response.url, location, seen, safe)
                         continue
                     return self._answer(response, _Attempt(safe, attempt, progress, deadline, redact_url(url)))
                 finally:
@@ -337,17 +302,26 @@ class Downloader:
 
     def _copy_local(self, src: Path, progress: Progress | None) -> Download:
         try:
-            size = src.stat().st_size
+            st = src.stat()
         except OSError as exc:
             raise SourceError(f"cannot read {src}: {exc.strerror}") from exc
-        if size > self._max_bytes:
-            raise SourceError(f"{src}: {size} bytes is larger than the limit of {self._max_bytes} bytes")
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero never ends, a FIFO may never open
+            raise SourceError(f"{src}: not a regular file")
+        if st.st_size > self._max_bytes:
+            raise SourceError(f"{src}: {st.st_size} bytes is larger than the limit of {self._max_bytes} bytes")
         fd, name = tempfile.mkstemp(prefix="isin-list-", suffix=".download", dir=self._spool_dir)
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            while chunk := inp.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+                while chunk := inp.read(CHUNK):
+                    size += len(chunk)
+                    if size > self._max_bytes:  # it grew while being read
+                        raise SourceError(f"{src}: larger than the limit of {self._max_bytes} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
         if progress:
             progress(size, size)
         return Download(Path(name), size, digest.hexdigest(), None, None, 1, 200, "file", str(src))
@@ -359,21 +333,11 @@ def _timeout_within(timeout: httpx.Timeout, left: float) -> dict[str, float | No
     def cap(value: float | None) -> float:
         return max(0.001, min(value, left) if value is not None else left)
 
-    return {
-        "connect": cap(timeout.connect),
-        "read": cap(timeout.read),
-        "write": cap(timeout.write),
-        "pool": cap(timeout.pool),
-    }
+    return {name: cap(getattr(timeout, name)) for name in ("connect", "read", "write", "pool")}
 
 
 def _content_length(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
+    return int(value) if value is not None and value.strip().isascii() and value.strip().isdigit() else None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from core.kafka import KafkaSettings
 from core.kafka.topics import TopicSpec, pipeline_topics
 from producer.download import Credentials
 from producer.safety import SafetyPolicy
 
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"})
+MAX_HEADER_BYTES = 8192
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why a configured request header cannot be sent as it is (never quoting its value, a secret)."""
+    if not _TOKEN.match(name):
+        return "not a header name (letters, digits and !#$%&'*+.^_`|~-)"
+    if name.lower() in _FRAMING_HEADERS:
+        return f"{name} is set by the HTTP client, never configured"
+    if not value.isascii() or any((c < " " and c != "\t") or c == "\x7f" for c in value):
+        return "the value holds a line break, a control or a non-ASCII character"
+    if len(value) > MAX_HEADER_BYTES:
+        return f"the value is {len(value)} characters, more than {MAX_HEADER_BYTES}"
+    return None
+
 
 class ProducerSettings(KafkaSettings):
     """Kafka settings (see ``KafkaSettings``) plus download and publish tuning."""
+
+    model_config = SettingsConfigDict(hide_input_in_errors=True)  # a refused value may be a secret
 
     # -- download -----------------------------------------------------------------------
     http_connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -90,6 +111,18 @@ class ProducerSettings(KafkaSettings):
             value = json.loads(value) if value.strip() else {}
         if not isinstance(value, dict):
             raise ValueError("SOURCE_HTTP_HEADERS must be a JSON object of header names to values")
+        for name, header in value.items():
+            problem = header_problem(str(name), header if isinstance(header, str) else "")
+            if problem:
+                raise ValueError(f"SOURCE_HTTP_HEADERS: {name!r}: {problem}")
+        return value
+
+    @field_validator("source_bearer_token")
+    @classmethod
+    def _bearer(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = value and header_problem("Authorization", f"Bearer {value.get_secret_value()}")
+        if problem:
+            raise ValueError(f"SOURCE_BEARER_TOKEN: {problem}")
         return value
 
     def http_timeout(self) -> httpx.Timeout:

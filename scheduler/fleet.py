@@ -30,16 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import PipelineError
-from producer.download import Credentials, Downloader, redact_url
+from producer.download import Credentials, Downloader
 from producer.progress import RunProgress
 from producer.run import RunContext, RunSummary, execute, fence_abandoned
 from producer.runs import RunLog
 from producer.slots import slot_key
+from producer.urls import redact_url
 from scheduler.membership import Membership, Ownership, source_partition
 from scheduler.metrics import RunMetrics
 from scheduler.settings import SchedulerSettings
 from scheduler.source_scheduler import Clock, Fence, Runner, Scheduler, utc_now
-from scheduler.sources_file import Sources, SourcesError, changes
+from scheduler.sources_file import Sources, SourcesError, changes, read_sources_file
 from scheduler.spec import SourceSpec
 
 logger = logging.getLogger(__name__)
@@ -347,10 +348,9 @@ class SourcesWatcher:
             return None
         self._stat = signature
         try:
-            data = self.path.read_bytes()
-        except OSError as exc:
-            error = SourcesError(str(self.path), [f"cannot read the sources file: {exc.strerror or exc}"])
-            return self._refuse(hashlib.sha256(str(exc).encode()).hexdigest(), error)
+            data = read_sources_file(self.path)
+        except SourcesError as exc:
+            return self._refuse(hashlib.sha256(str(exc).encode()).hexdigest(), exc)
         digest = hashlib.sha256(data).hexdigest()
         if digest == self._digest:
             if force:
@@ -361,6 +361,10 @@ class SourcesWatcher:
             sources = self._load(data, str(self.path))
         except SourcesError as exc:
             return self._refuse(digest, exc)
+        except Exception as exc:  # whatever the file holds, a reload never stops the fleet
+            return self._refuse(
+                digest, SourcesError(str(self.path), [f"cannot be loaded: {type(exc).__name__}: {exc}"])
+            )
         self._digest, self._refused = digest, None
         return sources
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.console import table_console
-from producer.download import redact_url
 from producer.runs import RunLog
+from producer.urls import redact_url
 from scheduler.membership import source_partition
 from scheduler.settings import SchedulerSettings
 from scheduler.sources_file import SourcesError, load_sources

@@ -20,9 +20,12 @@ Read with ``tomllib``, validated with pydantic. Every error is reported at once,
 its source and key (``sources.nse.cron: bad cron expression '61 * * * *'``). Secrets are never
 in the file: ``password``, ``bearer_token``, a password in the URL and header values (but for
 a few plain ones such as ``Accept``) must name environment variables, ``${NAME}``, read when
-the file is loaded; a literal value is an error, and so is a variable that is not set. A
-source's name is the ``<source>`` of its run records, and maps it to a partition of the
-scheduler topic (``source_partition``).
+the file is loaded; a literal value is an error, and so is a variable that is not set. A value
+never changes a URL's host (one in its user info is percent-encoded), nor adds a header line.
+What the keys' own checks let through but a run could not use is refused too (``_problems``): a
+schedule whose slots cannot be computed or fire more than once a second, a URL with a bad port
+or a control character, a header that is not one. A source's name is the ``<source>`` of its
+run records, and maps it to a partition of the scheduler topic (``source_partition``).
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ import json
 import logging
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,20 +50,20 @@ from pydantic import ValidationError
 
 from core.errors import ConfigError
 from core.logs import register_secret
-from producer.download import Credentials, redact_url
+from producer.download import Credentials
 from producer.reading import ReadHints
 from producer.safety import SafetyPolicy
+from producer.settings import header_problem
 from producer.slots import Schedule
+from producer.urls import redact_url
+from scheduler.env_refs import literal_secrets, resolve_env
 from scheduler.spec import SchedulePolicy, SourceFields, SourceSpec
 
 logger = logging.getLogger(__name__)
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
-PLAIN_HEADERS = frozenset({"accept", "accept-language", "cache-control", "from", "referer", "user-agent"})
-"""Header values that are no secret and may be written in the file."""
-_FROM_ENV = ("url", "username", "password", "bearer_token")
-_SECRETS = ("password", "bearer_token")
+MIN_EVERY_S, MAX_DURATION_S = 1.0, 366 * 86400.0
+MAX_URL_CHARS = 8192
 
 
 class SourcesError(ConfigError):
@@ -105,11 +110,19 @@ def load_sources(
     path: str | Path, environ: Mapping[str, str] | None = None, safety: SafetyPolicy | None = None
 ) -> Sources:
     """Read and validate a sources file; SourcesError with every error found."""
+    return parse_sources(read_sources_file(path), str(path), environ, safety)
+
+
+def read_sources_file(path: str | Path) -> bytes:
+    """A regular file's bytes, at most one more than ``MAX_FILE_BYTES`` (a FIFO would block, a
+    device such as /dev/zero never end); SourcesError if it cannot be read."""
     try:
-        data = Path(path).read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise SourcesError(str(path), ["cannot read the sources file: not a regular file"])
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise SourcesError(str(path), [f"cannot read the sources file: {exc.strerror or exc}"]) from None
-    return parse_sources(data, str(path), environ, safety)
 
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -153,8 +166,8 @@ def _defaults(raw: Any, env: Mapping[str, str], errors: list[str]) -> dict[str, 
     found: list[str] = []
     if "url" in raw:
         found.append("defaults.url: a URL belongs to a source, not to the defaults")
-    found += _literal_secrets("defaults", raw)
-    resolved = _resolve_env("defaults", raw, env, found)
+    found += literal_secrets("defaults", raw)
+    resolved = resolve_env("defaults", raw, env, found)
     try:
         SourceFields.model_validate(resolved)
     except ValidationError as exc:
@@ -167,7 +180,7 @@ def _defaults(raw: Any, env: Mapping[str, str], errors: list[str]) -> dict[str, 
 def _source(
     name: str, raw: Any, defaults: dict[str, Any], env: Mapping[str, str], base: SafetyPolicy, errors: list[str]
 ) -> SourceSpec | None:
-    where = f"sources.{name}"
+    where = f"sources.{name if name.isprintable() else repr(name)}"
     if not isinstance(raw, dict):
         errors.append(f"{where}: expected a table, [sources.{name}]")
         return None
@@ -189,11 +202,12 @@ def _source(
         found.append(f'{where}.every: no schedule: give every (e.g. "24h") or cron (e.g. "30 18 * * 1-5")')
     if ("username" in merged) != ("password" in merged):
         found.append(f"{where}.{'password' if 'username' in merged else 'username'}: give both username and password")
-    found += _literal_secrets(where, merged)
-    resolved = _resolve_env(where, merged, env, found)
+    found += literal_secrets(where, merged)
+    resolved = resolve_env(where, merged, env, found)
     fields = None
     try:
         fields = SourceFields.model_validate(resolved)
+        found += [f"{where}.{key}: {problem}" for key, problem in _problems(fields)]
     except ValidationError as exc:
         found += _messages(where, exc)
     errors += found
@@ -239,6 +253,9 @@ def flag_source(
     f = _flags({"url": url, **schedule})
     if f.every is None and f.cron is None:
         raise ConfigError("--source needs --every DURATION or --cron EXPR")
+    problems = _problems(f)
+    if problems:
+        raise ConfigError("; ".join(f"--{'source' if k == 'url' else k.replace('_', '-')}: {m}" for k, m in problems))
     retry = 600.0 if f.retry_failed_after is None else f.retry_failed_after
     return SourceSpec(
         name=name or redact_url(url),
@@ -261,52 +278,58 @@ def _flags(values: dict[str, Any]) -> SourceFields:
         raise ConfigError("; ".join(f"{flag}:{msg}" for flag, msg in flags)) from None
 
 
-def _or(value: float | None, default: float) -> float:
-    return default if value is None else value
-
-
-def _literal_secrets(where: str, raw: dict[str, Any]) -> list[str]:
-    """Secrets written in the file instead of taken from the environment."""
-    hint = 'a literal secret: put it in an environment variable and write "${NAME}"'
-    found = [f"{where}.{k}: {hint}" for k in _SECRETS if isinstance(raw.get(k), str) and not _ENV_REF.search(raw[k])]
-    headers = raw.get("headers")
-    if isinstance(headers, dict):
-        found += [
-            f"{where}.headers.{h}: {hint}"
-            for h, v in headers.items()
-            if isinstance(v, str) and h.lower() not in PLAIN_HEADERS and not _ENV_REF.search(v)
-        ]
-    url = raw.get("url")
-    if isinstance(url, str):
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        if password and not _ENV_REF.search(password):
-            found.append(f"{where}.url: a password in the URL is {hint}")
+def _problems(f: SourceFields) -> list[tuple[str, str]]:
+    """What the keys' own checks let through but a run cannot use: (key, why) pairs."""
+    found = [("url", problem)] if (problem := _url_problem(f.url or "")) else []
+    for key, value in (("every", f.every), ("deadline", f.deadline), ("retry_failed_after", f.retry_failed_after)):
+        if value is not None and value > MAX_DURATION_S:
+            found.append((key, f"{value:g}s: at most {MAX_DURATION_S / 86400:g}d"))
+    if f.every is not None and f.every < MIN_EVERY_S:
+        found.append(("every", f"{f.every:g}s: runs are at least {MIN_EVERY_S:g}s apart"))
+    if not found and (problem := _schedule_problem(f)):
+        found.append(("every" if f.every is not None else "cron", problem))
+    headers = {**(f.headers or {}), **({"Authorization": f"Bearer {f.bearer_token}"} if f.bearer_token else {})}
+    for name, text in headers.items():
+        problem = header_problem(name, text)
+        if problem:
+            shown = name if name.isprintable() else repr(name)
+            found.append(("bearer_token" if name == "Authorization" else f"headers.{shown}", problem))
+    if f.username is not None and (":" in f.username or not f.username.isprintable()):
+        found.append(("username", "no colon nor control character in a user name (HTTP Basic)"))
     return found
 
 
-def _resolve_env(where: str, raw: dict[str, Any], env: Mapping[str, str], errors: list[str]) -> dict[str, Any]:
-    """``${NAME}`` in the URL, credentials and header values, replaced from the environment."""
+def _url_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if len(url) > MAX_URL_CHARS:
+        return f"{len(url)} characters: a URL is at most {MAX_URL_CHARS}"
+    if any(c <= " " or c == "\x7f" for c in url):
+        return "a space, a line break or a control character in the URL (or in a variable it names)"
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        return f"{redact_url(url)!r}: {exc}"
+    if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
+        return f"{url!r}: a file:// URL names a local file by its absolute path, file:///path"
+    return None
 
-    def resolve(key: str, value: str) -> str:
-        def one(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if not env.get(name):
-                errors.append(f"{where}.{key}: environment variable {name} is not set")
-                return ""
-            return env[name]
 
-        return _ENV_REF.sub(one, value)
+def _schedule_problem(f: SourceFields) -> str | None:
+    """Why the schedule's slots cannot be computed (a cron with seconds fires every second)."""
+    if f.cron is not None and not f.cron.startswith("@") and len(f.cron.split()) != 5:
+        return f"{f.cron!r}: five fields (minute hour day month weekday), no seconds, no years"
+    if (f.every is None) == (f.cron is None):  # reported already
+        return None
+    try:
+        schedule = Schedule(every_s=f.every, cron=f.cron, tz=f.tz or "UTC")
+        schedule.next_after(schedule.next_after(schedule.latest(datetime.now(UTC))))
+    except (ArithmeticError, ValueError, ConfigError) as exc:
+        return f"its slots cannot be computed: {exc}"
+    return None
 
-    out = dict(raw)
-    for key in _FROM_ENV:
-        if isinstance(out.get(key), str):
-            out[key] = resolve(key, out[key])
-    if isinstance(out.get("headers"), dict):
-        out["headers"] = {h: resolve(f"headers.{h}", v) if isinstance(v, str) else v for h, v in out["headers"].items()}
-    return out
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _messages(where: str, exc: ValidationError) -> list[str]:

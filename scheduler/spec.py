@@ -16,12 +16,13 @@ from croniter import CroniterBadDateError, croniter
 from pydantic import ConfigDict, Field, field_validator
 
 from core.errors import ConfigError
-from producer.download import Credentials, redact_url
+from producer.download import Credentials
 from producer.hints import HintFields
 from producer.reading import ReadHints
 from producer.run import RunPlan
 from producer.safety import SafetyPolicy
 from producer.slots import Schedule, parse_duration
+from producer.urls import redact_url
 
 logger = logging.getLogger(__name__)
 

@@ -111,6 +111,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
     )
     seen = SeenIndex(settings.state_dir / f"{settings.app_id}-seen.rdb")
     reindex = RawRangeReader(settings.confluent_config(), settings.topic_raw)
+
     async def changes_empty(partition: int) -> bool:
         """Whether the change topic has nothing in ``partition`` (a table that predates it is backfilled)."""
         from core.kafka.offsets import end_offsets

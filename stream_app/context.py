@@ -18,7 +18,8 @@ from stream_app.store import FaustTableStore
 
 @dataclass
 class StreamContext:
-    """What the dedup loop and the HTTP API share; attached to the app as ``app.isin``."""
+    """What the dedup loop and the HTTP API share; attached to the app as ``BatchingApp.isin`` (typed),
+    read back with ``stream_app.faust.stream_context``."""
 
     settings: StreamSettings
     serde: Serde

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from core.kafka import KafkaSettings
 from core.kafka.topics import TopicSpec, pipeline_topics
@@ -13,6 +14,8 @@ from core.kafka.topics import TopicSpec, pipeline_topics
 
 class StreamSettings(KafkaSettings):
     """Kafka settings (see ``KafkaSettings``) plus the Faust worker, table and HTTP API."""
+
+    model_config = SettingsConfigDict(hide_input_in_errors=True)  # a refused value may be a secret
 
     app_id: str = "isin-stream"
     """Faust application id: the consumer group and the prefix of Faust's internal topics."""
@@ -25,7 +28,7 @@ class StreamSettings(KafkaSettings):
     (the embedded broker restarted empty, a topic deleted and created again)."""
     web_host: str = "127.0.0.1"
     """Interface of the HTTP API; 0.0.0.0 in containers."""
-    web_port: int = 6066
+    web_port: int = Field(default=6066, ge=0, le=65535)
     web_advertised_host: str | None = None
     """Host name other workers use to reach this one (table routing); default: web_host."""
     api_token: SecretStr | None = None
@@ -55,6 +58,15 @@ class StreamSettings(KafkaSettings):
     verify_end_offsets: bool = True
     """Check ListOffsets(latest) against a fetch's high watermark (the embedded broker reports
     the base offset of the last batch + 1). Costs one small fetch per partition on recovery."""
+
+    @field_validator("api_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        """A token a client can send: visible ASCII, no spaces (else every request would be refused)."""
+        token = value.get_secret_value() if value is not None else ""
+        if value is not None and not (token.isascii() and token.isprintable() and " " not in token):
+            raise ValueError("API_TOKEN must be visible ASCII characters, without spaces")
+        return value
 
     def output_producer_config(self) -> dict[str, object]:
         """confluent-kafka producer for the current-records topic: idempotent, murmur2."""

@@ -32,13 +32,16 @@ from core.isin import InvalidIsin, validate_isin
 from core.kafka import partition_for
 from schemas import jsonable
 from stream_app.context import StreamContext
-from stream_app.faust import standby_caught_up
+from stream_app.faust import standby_caught_up, stream_context, table_ready
 from stream_app.records import record_json
 from stream_app.store import KeyCounts
 
 logger = logging.getLogger(__name__)
 
 HOP_HEADER = "X-Isin-Pipeline-Hop"
+DOWNLOAD_HEADER = "X-Isin-Pipeline-Download"
+"""The producer sends it with every download (``producer.download.DOWNLOAD_HEADER``): a source
+redirected here would read the pipeline's own output as its list, so it is refused (421)."""
 SERVED_BY_HEADER = "X-Isin-Pipeline-Served-By"
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/metrics"})
 MAX_PAGE = 1000
@@ -55,8 +58,7 @@ class ApiView(View):
 
     @property
     def ctx(self) -> StreamContext:
-        ctx: StreamContext = self.app.isin
-        return ctx
+        return stream_context(self.app)
 
     async def dispatch(self, request: Any) -> Any:
         started = time.perf_counter()
@@ -67,6 +69,10 @@ class ApiView(View):
         return response
 
     async def _dispatch(self, request: Any) -> Any:
+        if request.headers.get(DOWNLOAD_HEADER):
+            return self.error(421, "this is the isin-pipeline HTTP API, not a list: a source must not read it")
+        if self.app.should_stop and request.path not in PUBLIC_PATHS:  # its HTTP client may be closed already
+            return self.error(503, "this worker is stopping; retry")
         token = self.ctx.settings.api_token
         if token is not None and request.path not in PUBLIC_PATHS:
             given = request.headers.get("Authorization", "")
@@ -106,7 +112,7 @@ class ApiView(View):
             return 503, {"error": f"worker {url.origin()} is unreachable (rebalancing?); retry", "detail": str(exc)}
 
     def ready(self) -> bool:
-        return bool(self.app.tables.recovery.completed.is_set()) and not self.app.rebalancing
+        return table_ready(self.app)
 
 
 class Metrics(ApiView):
@@ -166,6 +172,8 @@ class Isin(ApiView):
                 return forwarded
             raw, served_by = ctx.store.get(partition, key), "owner"  # it became ours meanwhile
         headers = {SERVED_BY_HEADER: served_by}
+        if raw is None and not self.ready():  # a partition being recovered may not hold it yet
+            return self.error(503, "the table is recovering or rebalancing; retry", isin=value, headers=headers)
         if raw is None:
             return self.error(404, "not found", isin=value, headers=headers)
         return self.json(record_json(ctx.serde.decode(raw).record), headers=headers)
@@ -258,8 +266,10 @@ class IsinList(ApiView):
             return self.error(400, "limit must be a whole number")
         if not 1 <= limit <= MAX_PAGE:
             return self.error(400, f"limit must be between 1 and {MAX_PAGE}")
-        if not prefix.isalnum() and prefix:
-            return self.error(400, "prefix must be letters and digits")
+        if any(not (v.isascii() and v.isalnum() and len(v) <= 12) for v in (prefix, after) if v):
+            return self.error(400, "prefix and after must be at most 12 ASCII letters and digits")
+        if not self.ready():  # a page missing a partition being recovered would skip its ISINs for good
+            return self.error(503, "the table is recovering or rebalancing; retry")
         items = self.local_page(prefix, after, limit)
         if not request.headers.get(HOP_HEADER):
             url_query = {"prefix": prefix, "after": after, "limit": str(limit)}
@@ -340,14 +350,11 @@ def register(app: Any, ctx: StreamContext) -> None:
     """Register the views, and the table size and lag that /stats and /metrics report."""
     settings = ctx.settings
 
-    def ready() -> bool:
-        return bool(app.tables.recovery.completed.is_set()) and not app.rebalancing
-
     def local_partitions() -> list[int]:
         return sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_current)
 
     ctx.table_counts = KeyCounts(
-        ctx.store.count, local_partitions, ctx.dedup.net_keys, lambda: (app.consumer_generation_id, ready())
+        ctx.store.count, local_partitions, ctx.dedup.net_keys, lambda: (app.consumer_generation_id, table_ready(app))
     )
 
     def lag() -> dict[int, int]:

@@ -52,8 +52,8 @@ def test_hostile_requests_get_a_clear_4xx_and_the_worker_stays_healthy(
 def test_a_source_redirected_to_the_pipelines_own_api_deletes_nothing(
     pipeline: Pipeline, list_server: ListServer
 ) -> None:
-    """The API's JSON holds ISINs, so it reads as a list; but against the source's last good run
-    it is another column and a shrink: suspicious, no deletion, the table unchanged."""
+    """The API refuses a download (421): the run fails, publishes nothing, deletes nothing, and the
+    table is as the source's last good run left it; --allow-shrink changes none of that."""
     worker = pipeline.worker().start()
     worker.wait_healthy()
     path = f"/moving-{pipeline.suffix}.csv"
@@ -62,15 +62,10 @@ def test_a_source_redirected_to_the_pipelines_own_api_deletes_nothing(
     assert first.returncode == 0
     pipeline.wait_processed(2387, markers=pipeline.partitions)
     list_server.script(path, Answer(status=302, headers={"Location": f"{worker.api}/isins?limit=50"}))
-    second = pipeline.produce(url, "--source-name", "nse", "--force-publish")
-    assert second.summary is not None
-    assert second.summary["status"] in ("suspicious", "failed"), second.summary
-    assert second.summary["markers"] is False
-    if second.summary["status"] == "suspicious":
-        assert second.returncode == 3 and second.summary["doubts"]
-    # --allow-shrink accepts a real shrink, not another doubt: still no deletion
-    third = pipeline.produce(url, "--source-name", "nse", "--force-publish", "--allow-shrink")
-    assert third.summary is not None and third.summary["markers"] is False
-    assert third.summary["status"] == "suspicious" and any("ISIN column" in d for d in third.summary["doubts"])
+    for extra in ([], ["--allow-shrink"]):
+        again = pipeline.produce(url, "--source-name", "nse", "--force-publish", *extra)
+        assert again.summary is not None and again.returncode != 0
+        assert again.summary["status"] == "failed" and "421" in str(again.summary["reason"]), again.summary
+        assert again.summary["published"] == 0 and again.summary["markers"] is False
     assert len(pipeline.current()) == 2387
     assert worker.stats()["isins"] == 2387

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from core.errors import SourceError
-from producer.download import Credentials, Downloader, RetryPolicy, Validators, redact_url
+from producer.download import Credentials, Downloader, RetryPolicy, Validators
+from producer.urls import redact_url
 
 URL = "https://user:secret@lists.example.invalid/isins.csv?apikey=hunter2"
 BODY = b"ISIN\nUS0378331005\n"

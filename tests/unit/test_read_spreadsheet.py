@@ -26,7 +26,6 @@ from core.errors import ParseError
 from core.isin import is_isin, known_prefix
 from producer.reading import BadRow, ColumnBy, ListFile, ReadHints, Row
 from producer.reading.model import MAX_ROW_BYTES
-from producer.reading.spreadsheet import cell_text
 from tests.conftest import SHARED
 
 FORMATS = SHARED / "data" / "formats"
@@ -384,17 +383,6 @@ def test_an_ole2_file_that_is_no_workbook_fails(tmp_path: Path) -> None:
     path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(4096))
     with pytest.raises(ParseError, match="cannot read the xls workbook: "):
         read(path)
-
-
-def test_cell_values_as_text() -> None:
-    values: list[tuple[object, str]] = [
-        (12345.0, "12345"), (1.5, "1.5"), (0.1, "0.1"), (-0.0, "0"), (1e20, "1e+20"), (7, "7"), (True, "true"),
-        (False, "false"), (dt.date(2024, 1, 2), "2024-01-02"), (dt.datetime(2024, 1, 2), "2024-01-02"),
-        (dt.datetime(2024, 1, 2, 3, 4, 5), "2024-01-02T03:04:05"), (dt.time(13, 30), "13:30:00"),
-        (dt.timedelta(days=1, hours=2), "PT26H00M00S"), ("  x  ", "x"), ("\xa0 ", ""), (None, ""),
-    ]  # fmt: skip
-    for value, text in values:
-        assert cell_text(value) == text, value
 
 
 def test_calamine_row_shape_is_pinned(tmp_path: Path) -> None:
