@@ -34,11 +34,7 @@ from ops.client import TopicReader
 from ops.timestamps import parse_timestamp
 from schemas import jsonable, make_serde
 from stream_app.history import HistoryStore, record_as_of
-from stream_app.records import record_json
-
-
-def _ms(value: Any) -> int:
-    return int(value.timestamp() * 1000) if isinstance(value, datetime) else int(value)
+from stream_app.records import epoch_ms, record_json
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -84,16 +80,16 @@ def history(settings: KafkaSettings, isin: str, source: str | None = None) -> li
         for c in _changes(reader, {partition: OFFSET_BEGINNING})
         if c["isin"] == isin and (source is None or c["source"] == source)
     ]
-    return sorted(found, key=lambda c: (_ms(c["slot"]), _ms(c["recorded_at"])))
+    return sorted(found, key=lambda c: (epoch_ms(c["slot"]), epoch_ms(c["recorded_at"])))
 
 
 def source_changes(settings: KafkaSettings, source: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """``source``'s changes with ``since <= slot < until``, ordered by slot, then by ISIN."""
     reader = TopicReader(settings, settings.topic_changes)
     start = reader.start_offsets(from_timestamp=since)
-    lo, hi = _ms(since), _ms(until)
-    found = [c for c in _changes(reader, start) if c["source"] == source and lo <= _ms(c["slot"]) < hi]
-    return sorted(found, key=lambda c: (_ms(c["slot"]), c["isin"], _ms(c["recorded_at"])))
+    lo, hi = epoch_ms(since), epoch_ms(until)
+    found = [c for c in _changes(reader, start) if c["source"] == source and lo <= epoch_ms(c["slot"]) < hi]
+    return sorted(found, key=lambda c: (epoch_ms(c["slot"]), c["isin"], epoch_ms(c["recorded_at"])))
 
 
 def snapshot_as_of(
@@ -103,7 +99,7 @@ def snapshot_as_of(
     partition; returns how many. One partition's history at a time, on disk."""
     serde = make_serde(settings.schema_registry_config())
     reader = TopicReader(settings, settings.topic_changes, serde)
-    at = _ms(as_of)
+    at = epoch_ms(as_of)
     written = 0
     records: list[tuple[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="isin-as-of-", dir=work_dir) as tmp:

@@ -19,15 +19,11 @@ from datetime import datetime
 from confluent_kafka import KafkaException
 
 from core.kafka import new_producer
-from producer.runs import RunInfo, RunLog, RunWriter, owner_id
+from producer.runs import RunInfo, RunLog, RunWriter, now_ms, owner_id
 from producer.settings import ProducerSettings
 from producer.slots import slot_key
 
 logger = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def transactional_id(source: str, slot: datetime) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from producer.publish import Publisher
 from producer.reading import ListFile, ReadHints
 from producer.reading.model import DEAD_LETTER_RAW_CHARS, shorten
 from producer.rows import RowCounts, run_rows
+from producer.runs import now_ms
 from schemas import DEAD_LETTER, END_OF_RUN, Serde
 from schemas.fastpath import EventEncoder
 
@@ -28,10 +28,6 @@ MAX_KEPT = 100_000
 _ISIN_LIKE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[A-Za-z0-9]{9}[0-9](?![A-Za-z0-9])")
 
 RowProgress = Callable[[int], None]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass

@@ -15,10 +15,9 @@ import time
 
 from core.errors import PipelineError
 from producer.context import RunContext, RunPlan, RunSummary, new_run_id
-from producer.fencing import now_ms
 from producer.heartbeat import Heartbeat
 from producer.publish import FencedError, RunInterrupted
-from producer.runs import RunInfo, RunWriter, claim_lost, owner_id
+from producer.runs import RunInfo, RunWriter, claim_lost, now_ms, owner_id
 from producer.slots import slot_key
 from producer.steps import finish, run_steps
 

@@ -41,6 +41,11 @@ def run_key(source: str, slot: datetime) -> bytes:
     return f"{source} @ {slot_key(slot)}".encode()
 
 
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds, as run records and events carry time."""
+    return int(time.time() * 1000)
+
+
 def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from core.failpoints import failpoint
 from producer.context import RunContext, RunPlan, RunSummary
 from producer.download import Download, Validators
-from producer.fencing import now_ms, transactional_id
+from producer.fencing import transactional_id
 from producer.parallel import workers_wanted
 from producer.publish import FencedError, Publisher
 from producer.publishing import MAX_KEPT, ListRun, ReadResult, Topics, publish_list, send_markers
-from producer.runs import RunInfo, run_key
+from producer.runs import RunInfo, now_ms, run_key
 from producer.safety import Baseline, ReadFacts, doubts
 
 logger = logging.getLogger(__name__)

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
+from stream_app.records import epoch_ms
+
 Change = dict[str, Any]
-
-
-def _ms(value: datetime | int) -> int:
-    return int(value.timestamp() * 1000) if isinstance(value, datetime) else int(value)
 
 
 def change_id(isin: str, source: str, run_id: str, op: str) -> str:
@@ -79,7 +76,7 @@ def backfill_changes(record: Mapping[str, Any], recorded_at_ms: int) -> list[Cha
     the listing's ``first_seen_at`` and marked backfilled (its id does not depend on the time)."""
     out: list[Change] = []
     for listing in record["listings"]:
-        first_seen = _ms(listing["first_seen_at"])
+        first_seen = epoch_ms(listing["first_seen_at"])
         out.append(
             {
                 "change_id": change_id(record["isin"], listing["source"], f"backfill@{first_seen}", "LISTED"),

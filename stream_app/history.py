@@ -23,6 +23,7 @@ from typing import Any
 from rocksdict import Options, Rdict, WriteBatch
 
 from schemas import Serde, SerializationError, content_hash
+from stream_app.records import epoch_ms
 
 _OFFSET = b"o"
 _CHANGE = b"c"
@@ -31,10 +32,6 @@ _SLOT = struct.Struct(">q")
 
 def _p(partition: int) -> bytes:
     return partition.to_bytes(2, "big")
-
-
-def _ms(value: Any) -> int:
-    return int(value.timestamp() * 1000) if hasattr(value, "timestamp") else int(value)
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ class HistoryStore:
                 change = self._serde.decode(value).record
             except SerializationError:
                 continue  # not a ListingChange: nothing to keep
-            wb.put(self._key(partition, change["isin"], _ms(change["slot"]), change["change_id"]), value)
+            wb.put(self._key(partition, change["isin"], epoch_ms(change["slot"]), change["change_id"]), value)
             count += 1
         if last > done:
             wb.put(_OFFSET + _p(partition), str(last).encode())
@@ -122,7 +119,7 @@ class HistoryStore:
             if source is None or change["source"] == source:
                 out.append(change)
             it.next()
-        out.sort(key=lambda c: (_ms(c["slot"]), _ms(c["recorded_at"])))
+        out.sort(key=lambda c: (epoch_ms(c["slot"]), epoch_ms(c["recorded_at"])))
         return out
 
     def as_of(
@@ -140,8 +137,8 @@ def record_as_of(
     latest: dict[str, Mapping[str, Any]] = {}
     first_seen: dict[str, int] = {}
     for change in changes:
-        slot = _ms(change["slot"])
-        if slot > valid_at_ms or (known_at_ms is not None and _ms(change["recorded_at"]) > known_at_ms):
+        slot = epoch_ms(change["slot"])
+        if slot > valid_at_ms or (known_at_ms is not None and epoch_ms(change["recorded_at"]) > known_at_ms):
             continue
         source = change["source"]
         if change["op"] == "LISTED" or source not in first_seen:
@@ -160,7 +157,7 @@ def record_as_of(
                 "content_hash": content_hash(source, attributes),
                 "run_id": change["run_id"],
                 "first_seen_at": first_seen[source],
-                "changed_at": _ms(change["slot"]),
+                "changed_at": epoch_ms(change["slot"]),
             }
         )
     if not listings:

@@ -17,7 +17,8 @@ def listing_hashes(value: bytes) -> bytes:
     return leading_strings(value, 1)[0]
 
 
-def _ms(value: datetime | int) -> int:
+def epoch_ms(value: datetime | int) -> int:
+    """A decoded timestamp-millis (a datetime) or an int, as epoch milliseconds."""
     return int(value.timestamp() * 1000) if isinstance(value, datetime) else int(value)
 
 
@@ -31,14 +32,14 @@ def merge_event(old: Record | None, event: Mapping[str, Any]) -> Record:
     the next identical run finds each row's hash and writes nothing.
     """
     source = event["source"]
-    at = _ms(event["published_at"])
+    at = epoch_ms(event["published_at"])
     listings: list[Record] = list(old["listings"]) if old else []
     first_seen = at
     attributes = dict(event["attributes"])
     digest = event["content_hash"]
     for i, listing in enumerate(listings):
         if listing["source"] == source:
-            first_seen = _ms(listing["first_seen_at"])
+            first_seen = epoch_ms(listing["first_seen_at"])
             if listing["run_id"] == event["run_id"] and digest not in listing["content_hash"].split():
                 attributes = {**attributes, **listing["attributes"]}
                 digest = f"{listing['content_hash']} {digest}"
