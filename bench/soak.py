@@ -31,7 +31,7 @@ from core.broker import EmbeddedBroker, free_port
 from core.kafka import KafkaSettings
 from core.waiting import wait_for
 from isin_pipeline.demo import get_json, serve_directory
-from ops.client import current_set
+from ops.client import TopicReader, current_set
 
 NSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nse_EQUITY_L.csv"
 Truth = dict[str, dict[str, str]]
@@ -55,6 +55,32 @@ def days(count: int, rng: random.Random) -> list[tuple[bytes, Truth]]:
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows([header, *current])
         out.append((text.getvalue().encode(), truth(text.getvalue())))
+    return out
+
+
+def true_history(lists: list[Truth]) -> dict[str, list[tuple[str, int]]]:
+    """What the change topic must say: per ISIN, (op, day) of every change of its listing."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    before: Truth = {}
+    for day, now in enumerate(lists, start=1):
+        for isin in sorted(before.keys() | now.keys()):
+            was, is_ = before.get(isin), now.get(isin)
+            op = "LISTED" if was is None else "DELISTED" if is_ is None else "AMENDED" if was != is_ else None
+            if op:
+                out.setdefault(isin, []).append((op, day))
+        before = now
+    return out
+
+
+def topic_history(settings: KafkaSettings) -> dict[str, list[tuple[str, int]]]:
+    """Per ISIN, (op, day of its slot) of every change in the change topic, one per change id."""
+    last: dict[str, dict[str, Any]] = {}
+    for item in TopicReader(settings, settings.topic_changes).read():
+        if item.record is not None:
+            last[item.record["change_id"]] = item.record
+    out: dict[str, list[tuple[str, int]]] = {}
+    for c in sorted(last.values(), key=lambda c: (c["slot"], c["recorded_at"])):
+        out.setdefault(c["isin"], []).append((c["op"], c["slot"].day))
     return out
 
 
@@ -181,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
                 done = soak.cli("snapshot", "--as-of", f"2026-12-{past:02d}T08:00:00Z", "--out", str(out))
                 got = {r["isin"]: r["listings"][0]["attributes"] for r in map(json.loads, out.read_text().splitlines())}
                 checks[f"as_of_day_{past}_exact"] = done.returncode == 0 and got == past_truth
+            checks["history_exact"] = topic_history(soak.settings) == true_history([t for _, t in lists[:day]])
+            sample = sorted(true_history([t for _, t in lists[:day]]))[::500]
+            for isin in sample:  # and the command a person runs, on a few
+                shown = soak.cli("history", isin, "--format", "json").stdout.splitlines()
+                got_ops = [(c["op"], int(c["slot"][8:10])) for c in map(json.loads, shown)]
+                checks["history_exact"] &= got_ops == true_history([t for _, t in lists[:day]])[isin]
             results.append(checks)
             log(f"day {day}: {checks}")
     finally:
