@@ -159,6 +159,16 @@ class Soak:
                 return dict(summary)
         raise RuntimeError(f"the run of {slot} did not complete: {summary}")
 
+    def stats(self) -> dict[str, Any]:
+        """Each worker's /stats (or why not): what to look at when a day never arrives."""
+        out: dict[str, Any] = {}
+        for name, port in self.ports.items():
+            try:
+                out[name] = get_json(f"http://127.0.0.1:{port}/stats", timeout=5)
+            except OSError as exc:
+                out[name] = repr(exc)
+        return out
+
     def table(self) -> Truth:
         return {
             isin: {item["source"]: item["attributes"] for item in record["listings"]}.get("nse", {})
@@ -200,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             if rng.random() < 0.6:
                 soak.kill_worker(wipe=day == 2)
             summary = soak.produce(url, slot, kill=rng.random() < 0.6)
-            wait_for(f"day {day} in the table", lambda t=true_list: soak.table() == t, 180)  # type: ignore[misc]
+            try:
+                wait_for(f"day {day} in the table", lambda t=true_list: soak.table() == t, 180)  # type: ignore[misc]
+            except TimeoutError:
+                log(f"day {day} never reached the table; the workers say: {soak.stats()}; logs in {tmp}")
+                raise
             checks: dict[str, Any] = {"day": day, "run": summary["status"], "isins": len(true_list)}
             for past, (_, past_truth) in enumerate(lists[:day], start=1):
                 out = tmp / f"as-of-{day}-{past}.jsonl"

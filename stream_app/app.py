@@ -24,11 +24,12 @@ from stream_app.faust import (
     RestartStickyAssignor,
     forbid_auto_create_topics,
     standby_applied,
+    standby_partitions,
     standby_progress,
     table_offsets,
 )
+from stream_app.feed import TopicFeed
 from stream_app.history import HistoryStore
-from stream_app.history_feed import HistoryFeed
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.reindex import RawRangeReader
@@ -133,7 +134,8 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         changes_empty=changes_empty,
     )
     metrics = StreamMetrics()
-    history = HistoryFeed(settings, HistoryStore(settings.state_dir / f"{settings.app_id}-history.rdb", serde))
+    history_store = HistoryStore(settings.state_dir / f"{settings.app_id}-history.rdb", serde)
+    history = TopicFeed(settings, settings.topic_changes, history_store, "history")
     ctx = StreamContext(settings, serde, table, store, dedup, output, seen, metrics, history=history)
     app.isin = ctx
 
@@ -159,7 +161,12 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def on_assigned(app_: Any, assigned: set[TP], **kwargs: Any) -> None:
         seen.on_assigned(tp.partition for tp in assigned if tp.topic == settings.topic_raw)
-        history.assign(tp.partition for tp in assigned if tp.topic == settings.topic_raw)
+        active = {tp.partition for tp in assigned if tp.topic == settings.topic_raw}
+        # the history of standby partitions too, when they answer: a caught-up standby's history
+        # is as current as the owner's (both read the change topic, a fetch behind the owner's writes)
+        standby = standby_partitions(app)
+        logger.info("partitions assigned: active %s, standby %s", sorted(active), sorted(standby))
+        history.assign(active | (standby if settings.query_standbys else set()))
         if not history.started:
             history.start()
 

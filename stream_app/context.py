@@ -8,7 +8,8 @@ from typing import Any
 
 from schemas import Serde
 from stream_app.dedup import Dedup
-from stream_app.history_feed import HistoryFeed
+from stream_app.feed import TopicFeed
+from stream_app.history import HistoryStore
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.seen import SeenIndex
@@ -29,7 +30,7 @@ class StreamContext:
     output: OutputWriter
     seen: SeenIndex
     metrics: StreamMetrics
-    history: HistoryFeed | None = None
+    history: TopicFeed[HistoryStore] | None = None
     """This worker's history of its partitions, fed from the change topic."""
     table_counts: Callable[[], dict[int, int]] = field(default=dict)
     """Records per partition this worker owns (set by the web module: kept without RocksDB walks)."""

@@ -197,7 +197,8 @@ class Isin(ApiView):
 
 # -- history: GET /isins/{isin}/history and GET /isins/{isin}?as_of= ---------------------------
 # Answered by the worker that owns the ISIN's partition (its history feed keeps that partition's
-# changes) and forwarded there by any other worker, as lookups are. A partition whose history has
+# changes) or by one whose standby history of it has caught up, and forwarded to the owner by any
+# other worker, as lookups are. A partition whose history has
 # not caught up with the change topic answers 503, never a partial history.
 
 
@@ -236,14 +237,18 @@ async def answer_history(view: Isin, request: Request, value: str, as_of: bool) 
         owner = view.app.router.key_store(ctx.table.name, key)
     except KeyError:
         return view.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
-    if _ident(URL(str(owner))) != _ident(URL(str(view.app.conf.canonical_url))):
-        forwarded = await view._forward(request, key, owner, value)
-        if forwarded is not None:
-            return forwarded
     feed = ctx.history
+    served_by = "owner"
+    if _ident(URL(str(owner))) != _ident(URL(str(view.app.conf.canonical_url))):
+        if ctx.settings.query_standbys and feed is not None and feed.caught_up(partition):
+            served_by = "standby"  # a standby's history feed has caught up with the change topic
+        else:
+            forwarded = await view._forward(request, key, owner, value)
+            if forwarded is not None:
+                return forwarded
     if feed is None or not feed.caught_up(partition):
         return view.error(503, f"the history of partition {partition} is catching up with the change topic; retry")
-    headers = {SERVED_BY_HEADER: "owner"}
+    headers = {SERVED_BY_HEADER: served_by}
     if not as_of:
         changes = [jsonable(c) for c in feed.store.changes(partition, value, source)]
         return view.json({"isin": value, "changes": changes}, headers=headers)

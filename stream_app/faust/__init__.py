@@ -25,7 +25,13 @@ from stream_app.faust.app import BatchingApp, stream_context
 from stream_app.faust.assignor import RestartStickyAssignor
 from stream_app.faust.consumer import BatchingConsumer, ReadCommittedConsumerThread
 from stream_app.faust.patches import forbid_auto_create_topics
-from stream_app.faust.recovery import standby_applied, standby_caught_up, standby_progress, table_ready
+from stream_app.faust.recovery import (
+    standby_applied,
+    standby_caught_up,
+    standby_partitions,
+    standby_progress,
+    table_ready,
+)
 from stream_app.faust.rocksdb import partition_db, table_offsets
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "partition_db",
     "standby_applied",
     "standby_caught_up",
+    "standby_partitions",
     "standby_progress",
     "stream_context",
     "table_offsets",

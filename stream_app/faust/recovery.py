@@ -34,6 +34,16 @@ def standby_progress(app: Any, tp: TP) -> tuple[bool, int | None]:
     return True, None if seen is None or seen < 0 else int(seen)
 
 
+def standby_partitions(app: Any) -> set[int]:
+    """The partitions of which this worker keeps a standby copy (of any table's changelog).
+
+    Relies on: Faust's Recovery having filled ``standby_tps`` for the new assignment before the
+    app's ``on_partitions_assigned`` signal is sent (``App._on_partitions_assigned`` awaits
+    ``tables.on_rebalance`` first).
+    """
+    return {tp.partition for tp in app.tables.recovery.standby_tps}
+
+
 def standby_caught_up(app: Any, tp: TP) -> bool:
     """Whether this worker keeps a standby copy of ``tp`` that has applied every record up to the
     high watermark of its latest fetch of ``tp`` (so behind the owner by at most what was written

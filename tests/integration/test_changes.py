@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from stdnum import isin as stdnum_isin
+
 from tests.conftest import REPO
 from tests.integration.httpd import Answer, ListServer
 from tests.integration.support import Pipeline, wait_for
@@ -221,3 +223,76 @@ def test_a_worker_killed_between_its_flush_and_its_table_write_loses_and_doubles
     sample = sorted(by_id.values(), key=len)[-1][0]["isin"]  # a change sent twice, if any was
     _, body = wait_for("the history", lambda: (r := again.get(f"/isins/{sample}/history"))[0] == 200 and r, 60)
     assert [c["op"] for c in body["changes"]] == ["LISTED"]
+
+
+def test_two_sources_listing_the_same_isins_keep_a_history_each(
+    pipeline: Pipeline, list_server: ListServer, shared_data: Path
+) -> None:
+    """NSE and BSE list 2,258 of the same ISINs; on day 2 BSE stops listing five that NSE keeps."""
+    worker = pipeline.worker().start()
+    worker.wait_healthy()
+    nse = set(nse_rows((shared_data / NSE).read_bytes()))
+    with (shared_data / "bse_Equity.csv").open(newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    bse = {r[7].strip() for r in rows if stdnum_isin.is_valid(r[7].strip())}
+    both = sorted(nse & bse)
+    assert len(both) > 2000
+    dropped = set(both[::500])
+    day2 = io.StringIO()
+    csv.writer(day2, lineterminator="\n").writerows([header, *(r for r in rows if r[7].strip() not in dropped)])
+    nse_file, bse_file = Answer(file=shared_data / NSE), Answer(file=shared_data / "bse_Equity.csv")
+    urls = {
+        "nse": list_server.script(f"/nse-{pipeline.suffix}.csv", nse_file, nse_file),
+        "bse": list_server.script(f"/bse-{pipeline.suffix}.csv", bse_file, Answer(body=day2.getvalue().encode())),
+    }
+    for slot in (DAY1, DAY2):
+        for name, url in urls.items():
+            run = pipeline.produce(url, "--source-name", name, "--slot", slot, "--force-publish")
+            assert run.summary is not None and run.summary["status"] == "succeeded", run.summary
+
+    # the change topic: each source's own listings, and BSE's five delistings, nothing else
+    want = Counter(
+        [("LISTED", "nse", isin, DAY1) for isin in nse]
+        + [("LISTED", "bse", isin, DAY1) for isin in bse]
+        + [("DELISTED", "bse", isin, DAY2) for isin in dropped]
+    )
+
+    def got() -> Counter[tuple[str, str, str, str]]:
+        return Counter(
+            (c["op"], c["source"], c["isin"], c["slot"].strftime("%Y-%m-%dT%H:%M:%SZ")) for c in changes(pipeline)
+        )
+
+    wait_for("every source's changes", lambda: got() == want, 90)
+    assert len({c["change_id"] for c in changes(pipeline)}) == sum(want.values())
+
+    def history(isin: str, query: str = "") -> list[tuple[str, str, str]] | None:
+        status, body = worker.get(f"/isins/{isin}/history{query}")
+        return [(c["op"], c["source"], c["slot"][:10]) for c in body["changes"]] if status == 200 else None
+
+    gone = sorted(dropped)[0]
+    want_gone = [("LISTED", "nse", DAY1[:10]), ("LISTED", "bse", DAY1[:10]), ("DELISTED", "bse", DAY2[:10])]
+    shown = wait_for("the history of an ISIN BSE dropped", lambda: history(gone), 60)
+    assert sorted(shown) == sorted(want_gone) and shown[-1] == want_gone[-1]  # ordered by slot
+    assert history(gone, "?source=bse") == [c for c in want_gone if c[1] == "bse"]
+    assert history(gone, "?source=nse") == [("LISTED", "nse", DAY1[:10])]
+    kept = next(isin for isin in both if isin not in dropped)
+    assert sorted(history(kept) or []) == sorted(want_gone[:2])
+
+    # as of each day: both listings on day 1, NSE's alone on day 2; the snapshot agrees
+    for day, sources in ((DAY1, ["bse", "nse"]), (DAY2, ["nse"])):
+        status, record = worker.get(f"/isins/{gone}?as_of={day.replace('07:00:00', '08:00:00')}")
+        assert status == 200 and sorted(item["source"] for item in record["listings"]) == sources
+        out = pipeline.tmp / f"two-sources-{day[:10]}.jsonl"
+        snap = pipeline.cli(
+            "snapshot", "--as-of", day.replace("07:00:00", "08:00:00"), "--source", "bse", "--out", str(out)
+        )
+        assert snap.returncode == 0, snap.stderr
+        assert {json.loads(line)["isin"] for line in out.read_text().splitlines()} == (
+            bse if day == DAY1 else bse - dropped
+        )
+    diff = pipeline.cli("changes", "--source", "bse", "--since", DAY2, "--until", DAY3)
+    assert diff.returncode == 0, diff.stderr
+    assert sorted((c["op"], c["isin"]) for c in map(json.loads, diff.stdout.splitlines())) == sorted(
+        ("DELISTED", i) for i in dropped
+    )
+    assert pipeline.cli("changes", "--source", "nse", "--since", DAY2, "--until", DAY3).stdout.strip() == ""

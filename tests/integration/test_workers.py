@@ -114,10 +114,10 @@ def test_restarted_workers_get_back_the_partitions_whose_state_they_keep(
     assert w1.stats()["isins"] == 15460
 
 
-def served_by(worker: Worker, isin: str) -> tuple[int, str | None, Any]:
-    """Status, X-Isin-Pipeline-Served-By and body of GET /isins/{isin}."""
+def served_by(worker: Worker, isin: str, tail: str = "") -> tuple[int, str | None, Any]:
+    """Status, X-Isin-Pipeline-Served-By and body of GET /isins/{isin}{tail}."""
     try:
-        with urllib.request.urlopen(f"{worker.api}/isins/{isin}", timeout=10) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"{worker.api}/isins/{isin}{tail}", timeout=10) as resp:  # noqa: S310 - loopback
             return resp.status, resp.headers.get("X-Isin-Pipeline-Served-By"), json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers.get("X-Isin-Pipeline-Served-By"), None
@@ -148,6 +148,14 @@ def test_a_caught_up_standby_answers_and_a_worker_told_not_to_forwards(
     wait_for("w1's standby copies to answer", from_standby, timeout=60)
     assert {k: served_by(w1, k)[2] for k in of_w2} == {k: truth[k] for k in of_w2}
     assert {k: served_by(w1, k)[:2] for k in of_w1} == {k: (200, "owner") for k in of_w1}
+    # and their history, from w1's standby history of w2's partitions: the same as the owner's
+    owners_history = {k: w2.get(f"/isins/{k}/history")[1] for k in of_w2}
+    assert all(len(h["changes"]) == 1 and h["changes"][0]["op"] == "LISTED" for h in owners_history.values())
+
+    def history_from_standby() -> bool:
+        return all(served_by(w1, k, "/history") == (200, "standby", owners_history[k]) for k in of_w2)
+
+    wait_for("w1's standby history to answer", history_from_standby, timeout=60)
     # a miss is the owner's to say: an ISIN the list does not hold, of w2's partitions, asked on w1
     absent = next(
         i
@@ -158,3 +166,4 @@ def test_a_caught_up_standby_answers_and_a_worker_told_not_to_forwards(
     assert w2.get(f"/isins/{absent}")[0] == 404
     # w2 is told not to: it forwards to the owner, and the answer is the owner's
     assert {k: served_by(w2, k) for k in of_w1} == {k: (200, "forwarded", truth[k]) for k in of_w1}
+    assert all(served_by(w2, k, "/history")[:2] == (200, "forwarded") for k in of_w1)

@@ -1,11 +1,13 @@
-"""Keeps this worker's history (``HistoryStore``) fed from the change topic's partitions it owns.
+"""Keeps a local store fed from the partitions of a topic co-partitioned with the raw topic.
 
-A thread of its own with a confluent-kafka consumer, assigned by hand (no group) to the change
-topic's partitions of the raw-topic partitions Faust gave this worker, each from the offset
-after the one its history holds: so a new or wiped state directory is restored from the topic,
-and a partition that comes back resumes where it stopped. Changes are written by the owner's
-dedup loop and read back here a fetch later; ``caught_up`` says whether a partition's history
-has everything the topic had at its latest fetch.
+Two stores are fed this way: the history (``HistoryStore``, from the change topic) and the
+identifier index (``IdentifierIndex``, from the identifier topic). A ``TopicFeed`` is a thread
+of its own with a confluent-kafka consumer, assigned by hand (no group) to the topic's
+partitions of the raw-topic partitions Faust gave this worker (and those it keeps a standby copy
+of), each from the offset after the one its store holds: so a new or wiped state directory is
+restored from the topic, and a partition that comes back resumes where it stopped. Records are
+written by the owner's dedup loop and read back here a fetch later; ``caught_up`` says whether a
+partition's store has everything the topic had at its latest fetch.
 """
 
 from __future__ import annotations
@@ -13,33 +15,47 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from typing import Any, Generic, Protocol, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from core.kafka import new_consumer
-from stream_app.history import HistoryStore
 from stream_app.settings import StreamSettings
 
 logger = logging.getLogger(__name__)
 
 
-class HistoryFeed:
-    def __init__(self, settings: StreamSettings, store: HistoryStore) -> None:
+class FeedStore(Protocol):
+    def offset(self, partition: int) -> int:
+        """The last offset applied for ``partition``; -1 if none."""
+
+    def apply(self, partition: int, records: list[tuple[bytes | None, bytes | None, int]]) -> Any:
+        """(key, value, offset) of ``partition``, in offset order; at or below ``offset`` skipped."""
+
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=FeedStore)
+
+
+class TopicFeed(Generic[S]):
+    def __init__(self, settings: StreamSettings, topic: str, store: S, name: str) -> None:
         self._settings = settings
-        self._topic = settings.topic_changes
+        self._topic = topic
+        self._name = name
         self.store = store
         self._wanted: frozenset[int] = frozenset()
         self._assigned: frozenset[int] | None = None
         self._high: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="history-feed", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{name}-feed", daemon=True)
 
     @property
     def started(self) -> bool:
         return self._thread.is_alive() or self._stop.is_set()
 
-    def start(self) -> HistoryFeed:
+    def start(self) -> TopicFeed[S]:
         self._thread.start()
         return self
 
@@ -50,7 +66,7 @@ class HistoryFeed:
         self.store.close()
 
     def assign(self, partitions: Iterable[int]) -> None:
-        """The partitions whose history this worker keeps (its raw-topic partitions)."""
+        """The partitions this worker keeps (its raw-topic partitions, and standby ones)."""
         with self._lock:
             self._wanted = frozenset(partitions)
 
@@ -58,7 +74,7 @@ class HistoryFeed:
         return partition in self._wanted
 
     def caught_up(self, partition: int) -> bool:
-        """Whether the partition's history holds every change up to the topic's end at the last fetch."""
+        """Whether the partition's store holds every record up to the topic's end at the last fetch."""
         if partition not in self._wanted or self._assigned is None or partition not in self._assigned:
             return False
         high = self._high.get(partition)
@@ -68,7 +84,7 @@ class HistoryFeed:
         consumer = new_consumer(
             self._settings.confluent_config(),
             **{
-                "group.id": f"{self._settings.app_id}-history",
+                "group.id": f"{self._settings.app_id}-{self._name}",
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
                 "fetch.wait.max.ms": 100,
@@ -110,6 +126,6 @@ class HistoryFeed:
                     if high is not None and high >= 0:
                         self._high[partition] = int(high)
         except Exception:
-            logger.exception("the history feed stopped")
+            logger.exception("the %s feed stopped", self._name)
         finally:
             consumer.close()
