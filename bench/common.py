@@ -34,6 +34,7 @@ def private_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
             "TOPIC_DLQ": f"{prefix}.dlq",
             "TOPIC_RUNS": f"{prefix}.runs",
             "TOPIC_CHANGES": f"{prefix}.changes",
+            "TOPIC_IDENTIFIERS": f"{prefix}.identifiers",
             "APP_ID": prefix,
             "TOPIC_PARTITIONS": "6",
         }

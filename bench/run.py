@@ -101,6 +101,7 @@ def run(
             "TOPIC_DLQ": f"bench-{suffix}.dlq",
             "TOPIC_RUNS": f"bench-{suffix}.runs",
             "TOPIC_CHANGES": f"bench-{suffix}.changes",
+            "TOPIC_IDENTIFIERS": f"bench-{suffix}.identifiers",
             "TOPIC_PARTITIONS": str(PARTITIONS),
         }
         envs = {n: app_env(base, suffix, n) for n in counts}

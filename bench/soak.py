@@ -106,6 +106,7 @@ class Soak:
             topic_dlq="soak.dlq",
             topic_runs="soak.runs",
             topic_changes="soak.changes",
+            topic_identifiers="soak.identifiers",
         )
         self.ports = {name: free_port() for name in ("w1", "w2")}
         self.workers: dict[str, subprocess.Popen[bytes]] = {}

@@ -1,4 +1,5 @@
-"""The operator tools' subcommands: ``tail``, ``snapshot``, ``history``, ``changes``, ``replay``, ``rebuild``."""
+"""The operator tools' subcommands: ``tail``, ``snapshot``, ``history``, ``changes``, ``lookup``,
+``conflicts``, ``replay``, ``rebuild``."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import argparse
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from ops import downstream, history, rebuild, replay
+    from ops import downstream, golden, history, rebuild, replay
 
     downstream.add_parsers(sub)
     history.add_parsers(sub)
+    golden.add_parsers(sub)
     replay.add_parser(sub)
     rebuild.add_parser(sub)

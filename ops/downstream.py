@@ -98,6 +98,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="the table as it stood at this valid time, rebuilt from the change topic (same line shape)",
     )
     s.add_argument("--source", help="with --as-of: only this source's listings")
+    s.add_argument(
+        "--sources",
+        type=Path,
+        metavar="FILE",
+        default=os.environ.get("SOURCES_FILE") or None,
+        help="with --as-of: the sources file whose fields and [precedence] the golden view follows, as the "
+        "workers' (default: $SOURCES_FILE)",
+    )
     s.set_defaults(func=cmd_snapshot)
 
 
@@ -210,14 +218,16 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 def _snapshot_as_of(settings: KafkaSettings, args: argparse.Namespace) -> int:
     from ops.history import snapshot_as_of
+    from stream_app.golden import Golden
 
     when = parse_timestamp(args.as_of)
+    golden = Golden.load(Path(args.sources) if args.sources else None, settings.topic_partitions)
     if str(args.out) == "-":
-        snapshot_as_of(settings, when, sys.stdout, args.source)
+        snapshot_as_of(settings, when, sys.stdout, args.source, golden=golden)
         return 0
     tmp = args.out.with_name(args.out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
-        count = snapshot_as_of(settings, when, f, args.source)
+        count = snapshot_as_of(settings, when, f, args.source, golden=golden)
     tmp.replace(args.out)
     print(
         json.dumps({"out": str(args.out), "isins": count, "as_of": when.isoformat(), "topic": settings.topic_changes})

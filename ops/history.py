@@ -33,6 +33,7 @@ from core.kafka.ranges import read_ranges
 from ops.client import TopicReader
 from ops.timestamps import parse_timestamp
 from schemas import jsonable, make_serde
+from stream_app.golden import Golden
 from stream_app.history import HistoryStore, record_as_of
 from stream_app.records import epoch_ms, record_json
 
@@ -93,10 +94,16 @@ def source_changes(settings: KafkaSettings, source: str, since: datetime, until:
 
 
 def snapshot_as_of(
-    settings: KafkaSettings, as_of: datetime, out: TextIO, source: str | None = None, work_dir: Path | None = None
+    settings: KafkaSettings,
+    as_of: datetime,
+    out: TextIO,
+    source: str | None = None,
+    work_dir: Path | None = None,
+    golden: Golden | None = None,
 ) -> int:
     """Write the record of every ISIN as it stood at ``as_of``, sorted by ISIN within each
-    partition; returns how many. One partition's history at a time, on disk."""
+    partition, with its golden view then as ``golden`` builds it; returns how many. One
+    partition's history at a time, on disk."""
     serde = make_serde(settings.schema_registry_config())
     reader = TopicReader(settings, settings.topic_changes, serde)
     at = epoch_ms(as_of)
@@ -110,7 +117,7 @@ def snapshot_as_of(
                     store.apply(partition, batch)
                 for isin in store.isins(partition):
                     changes = store.changes(partition, isin, source)
-                    record = record_as_of(isin, changes, at)
+                    record = record_as_of(isin, changes, at, golden=golden)
                     if record is not None:
                         records.append((isin, record_json(record)))
             finally:

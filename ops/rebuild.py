@@ -57,6 +57,7 @@ from ops.client import TopicReader
 from ops.replay import ensure_idle, set_offsets
 from schemas import Serde, make_serde
 from stream_app.dedup import Dedup
+from stream_app.golden import Golden
 from stream_app.reindex import RawRangeReader
 from stream_app.seen import SeenIndex
 from stream_app.settings import StreamSettings
@@ -100,6 +101,9 @@ class _NoOutput:
         pass
 
     def change(self, partition: int, key: bytes, value: bytes) -> None:
+        pass
+
+    def index(self, partition: int, key: bytes, value: bytes | None) -> None:
         pass
 
     async def flush(self) -> dict[int, int]:
@@ -183,7 +187,9 @@ def rebuild_partition(
     store = RdictTableStore(scratch / "table")
     seen = SeenIndex(scratch / "seen.rdb")
     seen.on_assigned([partition])
-    dedup = Dedup(serde, store, _NoOutput(), seen, RawRangeReader(conf, settings.topic_raw), settings.topic_current)
+    golden = Golden.load(settings.sources_file, settings.topic_partitions)  # built as the workers build them
+    reindex = RawRangeReader(conf, settings.topic_raw)
+    dedup = Dedup(serde, store, _NoOutput(), seen, reindex, settings.topic_current, golden=golden)
     current: Rdict | None = None
     try:
 

@@ -15,6 +15,10 @@
     url = "https://example.org/isin-lei.zip"
     every = "24h"
     headers = { "X-Api-Key" = "${GLEIF_API_KEY}" }    # from the environment
+    fields = { lei = "LEI" }                          # its columns for the golden view
+
+    [precedence]                # per field, which source is believed first (default: file order)
+    lei = ["gleif", "*"]
 
 Read with ``tomllib``, validated with pydantic. Every error is reported at once, each naming
 its source and key (``sources.nse.cron: bad cron expression '61 * * * *'``). Secrets are never
@@ -49,6 +53,7 @@ import httpx
 from pydantic import ValidationError
 
 from core.errors import ConfigError
+from core.golden import problems as golden_problems
 from core.logs import register_secret
 from producer.download import Credentials
 from producer.reading import ReadHints
@@ -143,10 +148,11 @@ def parse_sources(
     except RecursionError:
         raise SourcesError(where, ["not a valid sources file: values nested too deeply"]) from None
     errors = [
-        f"{key}: unknown key; a sources file has a [defaults] table and [sources.NAME] tables"
+        f"{key}: unknown key; a sources file has a [defaults] table, [sources.NAME] tables and a [precedence] table"
         for key in doc
-        if key not in ("defaults", "sources")
+        if key not in ("defaults", "sources", "precedence")
     ]
+    errors += golden_problems(doc)  # each source's fields table and [precedence] (the golden view's)
     defaults = _defaults(doc.get("defaults", {}), env, errors)
     tables = doc.get("sources")
     if not isinstance(tables, dict) or not tables:
@@ -166,8 +172,10 @@ def _defaults(raw: Any, env: Mapping[str, str], errors: list[str]) -> dict[str, 
     found: list[str] = []
     if "url" in raw:
         found.append("defaults.url: a URL belongs to a source, not to the defaults")
+    if "fields" in raw:
+        found.append("defaults.fields: a fields table belongs to a source (its own column names)")
     found += literal_secrets("defaults", raw)
-    resolved = resolve_env("defaults", raw, env, found)
+    resolved = resolve_env("defaults", {k: v for k, v in raw.items() if k != "fields"}, env, found)
     try:
         SourceFields.model_validate(resolved)
     except ValidationError as exc:
@@ -190,7 +198,9 @@ def _source(
             f"{where}: a source name is at most 200 letters, digits and . _ : / -, starting with a letter or digit"
         )
     inherited = {k: v for k, v in defaults.items() if not ({"every", "cron"} & raw.keys() and k in ("every", "cron"))}
-    merged = {**inherited, **raw}  # a source's own schedule replaces the defaults' one
+    # a source's own schedule replaces the defaults' one; its fields table is the golden view's,
+    # checked with [precedence] by golden_problems
+    merged = {k: v for k, v in {**inherited, **raw}.items() if k != "fields"}
     if isinstance(defaults.get("headers"), dict) and isinstance(raw.get("headers"), dict):
         merged["headers"] = {**defaults["headers"], **raw["headers"]}
     if "url" not in merged:

@@ -13,8 +13,9 @@ confluent-kafka's ``AvroSerializer`` registered.
 are the first fields of their records on purpose, so that the stream app reads them
 without decoding the rest.
 
-**A new ISIN.** Most of a first day's work is ISINs the table has never seen. Their
-CurrentRecord holds the event's own fields, reordered: ``NewRecordWriter`` cuts the event's
+**A new ISIN.** Most of a first day's work is ISINs the table has never seen. Without a golden
+view or a change topic, their CurrentRecord holds the event's own fields, reordered:
+``NewRecordWriter`` cuts the event's
 Avro body into its fields and joins them into the record's body, without decoding, byte for
 byte what ``merge_event`` and the serde would write (tested like the encoder).
 """
@@ -251,8 +252,9 @@ class NewRecordWriter:
             return None
         if i != len(v):
             return None
-        # CurrentRecord: listing_hashes, isin, country_code, listings[1 Listing], change NEW, updated_at
-        # Listing: source, attributes, content_hash, run_id, first_seen_at, changed_at
+        # CurrentRecord: listing_hashes, isin, country_code, listings[1 Listing], change NEW, updated_at,
+        # then golden, identifiers and conflicts, empty (a record without a golden view)
+        # Listing: source, attributes, content_hash, run_id, first_seen_at, changed_at, fields (empty)
         return b"".join(
             (
                 self._head or self._header(),
@@ -268,6 +270,8 @@ class NewRecordWriter:
                 published,
                 b"\x00",
                 b"\x00",
+                b"\x00",
                 published,
+                b"\x00\x00\x00",
             )
         )

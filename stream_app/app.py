@@ -17,6 +17,7 @@ from typing import Any
 from faust.types import TP
 
 from schemas import make_serde
+from stream_app.conflicts import ConflictReport
 from stream_app.context import StreamContext
 from stream_app.dedup import Dedup
 from stream_app.faust import (
@@ -27,9 +28,12 @@ from stream_app.faust import (
     standby_partitions,
     standby_progress,
     table_offsets,
+    table_ready,
 )
 from stream_app.feed import TopicFeed
+from stream_app.golden import Golden
 from stream_app.history import HistoryStore
+from stream_app.identifier_index import IdentifierIndex
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.reindex import RawRangeReader
@@ -109,7 +113,9 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         settings.output_flush_timeout_s,
         dlq_topic=settings.topic_dlq,
         changes_topic=settings.topic_changes,
+        identifiers_topic=settings.topic_identifiers,
     )
+    golden = Golden.load(settings.sources_file, partitions)
     seen = SeenIndex(settings.state_dir / f"{settings.app_id}-seen.rdb")
     reindex = RawRangeReader(settings.confluent_config(), settings.topic_raw)
 
@@ -132,11 +138,27 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         settings.topic_dlq,
         settings.topic_changes,
         changes_empty=changes_empty,
+        golden=golden,
     )
     metrics = StreamMetrics()
-    history_store = HistoryStore(settings.state_dir / f"{settings.app_id}-history.rdb", serde)
+    history_store = HistoryStore(settings.state_dir / f"{settings.app_id}-history.rdb", serde, golden)
     history = TopicFeed(settings, settings.topic_changes, history_store, "history")
-    ctx = StreamContext(settings, serde, table, store, dedup, output, seen, metrics, history=history)
+    index_store = IdentifierIndex(settings.state_dir / f"{settings.app_id}-identifiers.rdb")
+    index = TopicFeed(settings, settings.topic_identifiers, index_store, "identifiers")
+    ctx = StreamContext(
+        settings,
+        serde,
+        table,
+        store,
+        dedup,
+        output,
+        seen,
+        metrics,
+        history=history,
+        index=index,
+        golden=golden,
+        conflicts=ConflictReport(store, serde),
+    )
     app.isin = ctx
 
     async def handle(tp: TP, records: list[Any]) -> None:
@@ -166,14 +188,26 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         # is as current as the owner's (both read the change topic, a fetch behind the owner's writes)
         standby = standby_partitions(app)
         logger.info("partitions assigned: active %s, standby %s", sorted(active), sorted(standby))
-        history.assign(active | (standby if settings.query_standbys else set()))
-        if not history.started:
-            history.start()
+        kept = active | (standby if settings.query_standbys else set())
+        for feed in (history, index):
+            feed.assign(kept)
+            if not feed.started:
+                feed.start()
+
+    @app.timer(interval=settings.conflict_scan_s)  # type: ignore[misc]
+    async def count_conflicts() -> None:
+        """Bring the conflict counts up to date with the partitions that changed (a read of each)."""
+        if not table_ready(app):
+            return
+        mine = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_current)
+        assert ctx.conflicts is not None
+        await asyncio.get_running_loop().run_in_executor(None, ctx.conflicts.refresh, mine)
 
     @app.on_before_shutdown.connect  # type: ignore[misc]
     def on_shutdown(app_: Any, **kwargs: Any) -> None:
         output.close()
         history.stop()
+        index.stop()
 
     web.register(app, ctx)
     return app

@@ -21,6 +21,12 @@ def add_stream_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--web-port", type=int, help="HTTP API port (WEB_PORT, default 6066)")
     p.add_argument("--web-host", help="HTTP API interface (WEB_HOST, default 127.0.0.1)")
     p.add_argument("--state-dir", type=Path, help="RocksDB state directory (STATE_DIR, default ./state)")
+    p.add_argument(
+        "--sources",
+        type=Path,
+        metavar="FILE",
+        help="the sources file whose fields and [precedence] the golden view follows (SOURCES_FILE)",
+    )
     p.set_defaults(func=cmd_stream)
 
 
@@ -30,7 +36,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     overrides = {
         name: value
-        for name, value in (("web_port", args.web_port), ("web_host", args.web_host), ("state_dir", args.state_dir))
+        for name, value in (
+            ("web_port", args.web_port),
+            ("web_host", args.web_host),
+            ("state_dir", args.state_dir),
+            ("sources_file", args.sources),
+        )
         if value is not None
     }
     settings = StreamSettings(**overrides)  # type: ignore[arg-type]

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import Serde
+from stream_app.conflicts import ConflictReport
 from stream_app.dedup import Dedup
 from stream_app.feed import TopicFeed
+from stream_app.golden import Golden
 from stream_app.history import HistoryStore
+from stream_app.identifier_index import IdentifierIndex
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.seen import SeenIndex
@@ -32,5 +35,11 @@ class StreamContext:
     metrics: StreamMetrics
     history: TopicFeed[HistoryStore] | None = None
     """This worker's history of its partitions, fed from the change topic."""
+    index: TopicFeed[IdentifierIndex] | None = None
+    """This worker's partitions of the identifier index, fed from the identifier topic."""
+    golden: Golden | None = None
+    """The golden configuration (``SOURCES_FILE``) the records are built under."""
+    conflicts: ConflictReport | None = None
+    """The conflicts of this worker's partitions (``/conflicts``, counts in ``/stats``)."""
     table_counts: Callable[[], dict[int, int]] = field(default=dict)
     """Records per partition this worker owns (set by the web module: kept without RocksDB walks)."""

@@ -32,6 +32,7 @@ from core.failpoints import failpoint
 from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING_CHANGE, Serde, SerializationError
 from schemas.fastpath import NewRecordWriter, leading_strings
 from stream_app.changes import backfill_changes, listing_changes
+from stream_app.golden import Golden
 from stream_app.records import listing_hashes, merge_event, remove_source
 from stream_app.seen import SeenIndex
 from stream_app.store import TableStore
@@ -45,6 +46,8 @@ class Output(Protocol):
     def send(self, partition: int, key: bytes, value: bytes | None) -> None: ...
 
     def change(self, partition: int, key: bytes, value: bytes) -> None: ...
+
+    def index(self, partition: int, key: bytes, value: bytes | None) -> None: ...
 
     def dead_letter(self, key: bytes | None, value: bytes) -> None: ...
 
@@ -98,6 +101,7 @@ class Dedup:
         changes_topic: str | None = None,
         clock: Callable[[], float] = time.time,
         changes_empty: Callable[[int], Awaitable[bool]] | None = None,
+        golden: Golden | None = None,
     ) -> None:
         self._serde = serde
         self._store = store
@@ -111,6 +115,8 @@ class Dedup:
         self._clock = clock
         self._changes_empty = changes_empty
         self._backfill_checked: set[int] = set()
+        self._golden = golden
+        self._golden_checked: set[int] = set()
         self.stats = DedupStats()
         self._batch = DedupStats()
         self._dead_pending = False
@@ -126,6 +132,8 @@ class Dedup:
             self.stats.first_event_at = time.time()
         if self._changes_empty is not None and partition not in self._backfill_checked:
             await self._backfill(partition)
+        if self._golden is not None and partition not in self._golden_checked:
+            await self._regolden(partition)
         applied = self._seen.begin_batch(partition, records[0].offset)
         if applied >= 0:  # delivered again: the table holds these already (see stream_app/seen.py)
             again = sum(1 for r in records if r.offset <= applied)
@@ -167,7 +175,7 @@ class Dedup:
             if old is not None and digest in listing_hashes(old):
                 stats.unchanged += 1
                 continue
-            if old is None and self._encode_change is None:
+            if old is None and self._encode_change is None and self._golden is None:
                 fresh = new_record(key, value)  # None: not cut from the bytes; decoded below
                 if fresh is not None:
                     pending[key] = fresh
@@ -188,6 +196,9 @@ class Dedup:
                 continue
             old_record = decode(old).record if old is not None else None
             merged = merge_event(old_record, event)
+            if self._golden is not None:
+                self._golden.apply(merged)
+                self._index(key, old_record, merged)
             new_value = encode(merged)
             pending[key] = new_value
             send(partition, key, new_value)
@@ -209,6 +220,52 @@ class Dedup:
         slot_ms = int(slot.timestamp() * 1000) if isinstance(slot, datetime) else int(slot)
         for change in listing_changes(key.decode(), before, after, run_id, slot_ms, at):
             self._output.change(partition, key, self._encode_change(change))
+
+    def _index(self, key: bytes, before: Any, after: Any) -> None:
+        """The identifier index's records for a change of ``key``, sent with the record."""
+        assert self._golden is not None
+        for index_partition, index_key, value in self._golden.index_changes(key.decode(), before, after):
+            self._output.index(index_partition, index_key, value)
+
+    async def _regolden(self, partition: int) -> None:
+        """The first time this worker meets a table partition under a golden configuration
+        other than the one its records were built with (a table that predates the golden view,
+        a changed sources file, a new state directory): every record whose golden view differs
+        is built again and sent, with its identifier-index changes, in flushed chunks. Before
+        the partition was ever built here, every record's identifiers are (re)indexed: puts of
+        what the index may hold already change nothing."""
+        golden = self._golden
+        assert golden is not None
+        self._golden_checked.add(partition)
+        known = self._seen.golden_fingerprint(partition)
+        if known == golden.fingerprint:
+            return
+        at = int(self._clock() * 1000)
+        pending: dict[bytes, bytes | None] = {}
+        rebuilt = 0
+        for key, value in self._store.items(partition):
+            record = self._serde.decode(value).record
+            rebuilt_record = golden.apply({**record, "listings": [dict(item) for item in record["listings"]]})
+            assert rebuilt_record is not None
+            if self._encode(rebuilt_record) != value:
+                rebuilt_record["change"], rebuilt_record["updated_at"] = "CHANGED", at
+                pending[key] = self._encode(rebuilt_record)
+                self._output.send(partition, key, pending[key])
+                self._index(key, None if known is None else record, rebuilt_record)
+                rebuilt += 1
+            elif known is None:
+                self._index(key, None, record)
+            if len(pending) >= SWEEP_YIELD_EVERY:
+                offsets = await self._output.flush()
+                self._store.apply(partition, pending, offsets.get(partition))
+                pending = {}
+        offsets = await self._output.flush()
+        self._store.apply(partition, pending, offsets.get(partition))
+        self._seen.mark_golden(partition, golden.fingerprint)
+        if rebuilt or known is not None:
+            logger.info(
+                "partition %d: %d records rebuilt under golden configuration %s", partition, rebuilt, golden.fingerprint
+            )
 
     async def _backfill(self, partition: int) -> None:
         """The first time a worker with a change topic meets a table partition that predates it:
@@ -346,6 +403,9 @@ class Dedup:
             if not any(item["source"] == source for item in record["listings"]):
                 continue
             remaining = remove_source(record, source, at_ms)
+            if self._golden is not None:
+                self._golden.apply(remaining)
+                self._index(key, record, remaining)
             changes[key] = None if remaining is None else self._encode(remaining)
             if self._encode_change is not None:
                 self._changes(partition, key, record, remaining, run_id, slot_ms)

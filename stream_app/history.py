@@ -23,6 +23,7 @@ from typing import Any
 from rocksdict import Options, Rdict, WriteBatch
 
 from schemas import Serde, SerializationError, content_hash
+from stream_app.golden import Golden
 from stream_app.records import epoch_ms
 
 _OFFSET = b"o"
@@ -41,10 +42,11 @@ class Applied:
 
 
 class HistoryStore:
-    def __init__(self, path: Path, serde: Serde) -> None:
+    def __init__(self, path: Path, serde: Serde, golden: Golden | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(path), Options(raw_mode=True))
         self._serde = serde
+        self._golden = golden
 
     def close(self) -> None:
         self._db.close()
@@ -126,14 +128,19 @@ class HistoryStore:
         self, partition: int, isin: str, valid_at_ms: int, known_at_ms: int | None = None, source: str | None = None
     ) -> dict[str, Any] | None:
         """The record of ``isin`` as it stood at ``valid_at_ms``; None if no source listed it."""
-        return record_as_of(isin, self.changes(partition, isin, source), valid_at_ms, known_at_ms)
+        return record_as_of(isin, self.changes(partition, isin, source), valid_at_ms, known_at_ms, self._golden)
 
 
 def record_as_of(
-    isin: str, changes: Sequence[Mapping[str, Any]], valid_at_ms: int, known_at_ms: int | None = None
+    isin: str,
+    changes: Sequence[Mapping[str, Any]],
+    valid_at_ms: int,
+    known_at_ms: int | None = None,
+    golden: Golden | None = None,
 ) -> dict[str, Any] | None:
     """The current-record shape of ``isin`` at valid time ``valid_at_ms`` from its ``changes``
-    (ordered by slot, then ``recorded_at``), only those recorded by ``known_at_ms`` if given."""
+    (ordered by slot, then ``recorded_at``), only those recorded by ``known_at_ms`` if given;
+    with its golden view as ``golden`` builds it from the listings then."""
     latest: dict[str, Mapping[str, Any]] = {}
     first_seen: dict[str, int] = {}
     for change in changes:
@@ -162,10 +169,11 @@ def record_as_of(
         )
     if not listings:
         return None
-    return {
+    record = {
         "isin": isin,
         "country_code": isin[:2],
         "listings": listings,
         "change": "NEW" if all(item["first_seen_at"] == item["changed_at"] for item in listings) else "CHANGED",
         "updated_at": max(item["changed_at"] for item in listings),
     }
+    return golden.apply(record) if golden is not None else record

@@ -35,9 +35,10 @@ class StreamMetrics:
         stats: Callable[[], DedupStats],
         lag: Callable[[], Mapping[int, int]],
         table_size: Callable[[], Mapping[int, int]],
+        conflicts: Callable[[], Mapping[tuple[str, str, str], int]] = dict,
     ) -> None:
-        """Expose the dedup counters, consumer lag and table size, read at scrape time."""
-        self.registry.register(_StateCollector(stats, lag, table_size))
+        """Expose the dedup counters, consumer lag, table size and conflict counts, read at scrape time."""
+        self.registry.register(_StateCollector(stats, lag, table_size, conflicts))
 
 
 class _StateCollector(Collector):
@@ -46,10 +47,12 @@ class _StateCollector(Collector):
         stats: Callable[[], DedupStats],
         lag: Callable[[], Mapping[int, int]],
         table_size: Callable[[], Mapping[int, int]],
+        conflicts: Callable[[], Mapping[tuple[str, str, str], int]],
     ) -> None:
         self._stats = stats
         self._lag = lag
         self._size = table_size
+        self._conflicts = conflicts
 
     def collect(self) -> Iterable[Metric]:
         s = self._stats()
@@ -87,3 +90,11 @@ class _StateCollector(Collector):
         for partition, value in sorted(self._size().items()):
             size.add_metric([str(partition)], value)
         yield size
+        conflicts = GaugeMetricFamily(
+            "isin_stream_conflicts",
+            "Records of this worker's partitions whose two sources disagree on a field, by field and source pair.",
+            labels=["field", "source", "other_source"],
+        )
+        for (field, source, other), value in sorted(self._conflicts().items()):
+            conflicts.add_metric([field, source, other], value)
+        yield conflicts

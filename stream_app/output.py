@@ -1,5 +1,5 @@
-"""Writes changed records to the current-records topic, which is the table's changelog, and
-their listing changes to the change topic.
+"""Writes changed records to the current-records topic, which is the table's changelog, their
+listing changes to the change topic, and their identifier-index records to the identifier topic.
 
 A confluent-kafka producer (idempotent, explicit partition = the source partition, so the
 topic stays co-partitioned with the raw topic). ``flush()`` waits for every record sent
@@ -36,11 +36,13 @@ class OutputWriter:
         producer_factory: Callable[[dict[str, Any]], Producer] = new_producer,
         dlq_topic: str | None = None,
         changes_topic: str | None = None,
+        identifiers_topic: str | None = None,
     ) -> None:
         self._conf = conf
         self._topic = topic
         self._dlq_topic = dlq_topic
         self._changes_topic = changes_topic
+        self._identifiers_topic = identifiers_topic
         self._flush_timeout = flush_timeout_s
         self._factory = producer_factory
         self._producer: Producer | None = None
@@ -79,6 +81,13 @@ class OutputWriter:
         if self._changes_topic is None:
             return
         produce(self.producer, self._changes_topic, value, key, partition=partition)
+
+    def index(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """An identifier-index record (``stream_app/identifier_index.py``) to the identifier
+        topic's ``partition`` (the identifier's, not the ISIN's), flushed with the record."""
+        if self._identifiers_topic is None:
+            return
+        produce(self.producer, self._identifiers_topic, value, key, partition=partition)
 
     def send(self, partition: int, key: bytes, value: bytes | None) -> None:
         produce(self.producer, self._topic, value, key, partition=partition)

@@ -32,6 +32,7 @@ _SEEN = b"s"
 _EPOCH = b"e"
 _LAST = b"l"
 _BACKFILLED = b"b"
+_GOLDEN = b"g"
 
 
 def _p(partition: int) -> bytes:
@@ -60,6 +61,15 @@ class SeenIndex:
 
     def mark_backfilled(self, partition: int) -> None:
         self._db[_BACKFILLED + _p(partition)] = b"1"
+
+    def golden_fingerprint(self, partition: int) -> str | None:
+        """The golden configuration the partition's records were last built under here; None
+        if never (a table that predates the golden view, or a new state directory)."""
+        raw = self._db.get(_GOLDEN + _p(partition))
+        return None if raw is None else raw.decode()
+
+    def mark_golden(self, partition: int, fingerprint: str) -> None:
+        self._db[_GOLDEN + _p(partition)] = fingerprint.encode()
 
     def on_assigned(self, partitions: Iterable[int]) -> None:
         """The partitions may have been processed elsewhere since we last saw them."""

@@ -40,6 +40,14 @@ class StreamSettings(KafkaSettings):
     that copy has applied the changelog up to the high watermark of its latest fetch, instead of
     forwarding to the owner; false: always ask the owner."""
 
+    sources_file: Path | None = None
+    """The sources file (the scheduler's) whose per-source ``fields`` and ``[precedence]`` the
+    golden view follows (docs/golden.md); without one: the built-in header spellings, and the
+    sources in alphabetical order. Every worker must be given the same file."""
+    conflict_scan_s: float = Field(default=30.0, gt=0)
+    """How often the conflict counts (``/stats``, the ``isin_stream_conflicts`` gauge) and the
+    ``/conflicts`` report are brought up to date with partitions that changed since."""
+
     # Group timeouts that work on the embedded broker and on Kafka (see docs/guarantees.md).
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
@@ -101,9 +109,9 @@ class StreamSettings(KafkaSettings):
         return None
 
     def topics(self) -> list[TopicSpec]:
-        """The topics a worker needs: the raw, current, dead-letter and change topics, and Faust's
-        leader topic."""
-        mine = (self.topic_raw, self.topic_current, self.topic_dlq, self.topic_changes)
+        """The topics a worker needs: the raw, current, dead-letter, change and identifier topics,
+        and Faust's leader topic."""
+        mine = (self.topic_raw, self.topic_current, self.topic_dlq, self.topic_changes, self.topic_identifiers)
         leader = TopicSpec(
             f"{self.app_id}-__assignor-__leader",
             1,

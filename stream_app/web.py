@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import hmac
 import logging
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from aiohttp import ClientTimeout
 from faust.exceptions import SameNode
 from faust.types import TP
-from faust.web import Request, Response, View
+from faust.web import Request, Response
 from faust.web.exceptions import ServiceUnavailable
 from yarl import URL
 
@@ -32,87 +29,13 @@ from core.isin import InvalidIsin, validate_isin
 from core.kafka import partition_for
 from schemas import jsonable
 from stream_app.context import StreamContext
-from stream_app.faust import standby_caught_up, stream_context, table_ready
+from stream_app.faust import standby_caught_up, table_ready
 from stream_app.records import record_json
 from stream_app.store import KeyCounts
+from stream_app.web_base import HOP_HEADER, MAX_PAGE, SERVED_BY_HEADER, ApiView, ident
+from stream_app.web_golden import Conflicts, Lookup
 
 logger = logging.getLogger(__name__)
-
-HOP_HEADER = "X-Isin-Pipeline-Hop"
-DOWNLOAD_HEADER = "X-Isin-Pipeline-Download"
-"""The producer sends it with every download (``producer.download.DOWNLOAD_HEADER``): a source
-redirected here would read the pipeline's own output as its list, so it is refused (421)."""
-SERVED_BY_HEADER = "X-Isin-Pipeline-Served-By"
-PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/metrics"})
-MAX_PAGE = 1000
-
-
-def _ident(url: URL) -> tuple[str, int]:
-    return (url.host or "", int(url.port or 80))
-
-
-class ApiView(View):
-    """Checks the optional bearer token (in constant time) and records metrics for every route."""
-
-    route = ""
-
-    @property
-    def ctx(self) -> StreamContext:
-        return stream_context(self.app)
-
-    async def dispatch(self, request: Any) -> Any:
-        started = time.perf_counter()
-        response = await self._dispatch(request)
-        metrics = self.ctx.metrics
-        metrics.query_latency.labels(self.route).observe(time.perf_counter() - started)
-        metrics.queries.labels(self.route, str(getattr(response, "status", 0))).inc()
-        return response
-
-    async def _dispatch(self, request: Any) -> Any:
-        if request.headers.get(DOWNLOAD_HEADER):
-            return self.error(421, "this is the isin-pipeline HTTP API, not a list: a source must not read it")
-        if self.app.should_stop and request.path not in PUBLIC_PATHS:  # its HTTP client may be closed already
-            return self.error(503, "this worker is stopping; retry")
-        token = self.ctx.settings.api_token
-        if token is not None and request.path not in PUBLIC_PATHS:
-            given = request.headers.get("Authorization", "")
-            try:
-                presented = given.encode("ascii")
-            except UnicodeEncodeError:  # aiohttp keeps undecodable bytes as surrogates
-                return self.error(400, "malformed Authorization header: not ASCII")
-            expected = f"Bearer {token.get_secret_value()}".encode()
-            if not hmac.compare_digest(presented, expected):
-                return self.error(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-        return await super().dispatch(request)
-
-    # -- the cluster, through Faust's public assignor and router ---------------------------
-
-    def local_partitions(self) -> list[int]:
-        """Table partitions this worker serves as the active owner."""
-        actives = self.app.assignor.assigned_actives()
-        return sorted(tp.partition for tp in actives if tp.topic == self.ctx.settings.topic_current)
-
-    def peers(self) -> list[URL]:
-        """Other workers' web URLs, from the assignor's table metadata."""
-        me = _ident(URL(str(self.app.conf.canonical_url)))
-        hosts = self.app.router.table_metadata(self.ctx.table.name)
-        return [URL(str(h)) for h in hosts if _ident(URL(str(h))) != me]
-
-    async def fetch_peer(self, request: Request, url: URL) -> tuple[int, Any]:
-        """GET from another worker; an unreachable worker is a 503 (it is being replaced)."""
-        headers = {HOP_HEADER: "1"}
-        auth = request.headers.get("Authorization")
-        if auth:
-            headers["Authorization"] = auth
-        try:
-            async with self.app.http_client.get(url, headers=headers, timeout=ClientTimeout(total=10)) as resp:
-                return resp.status, await resp.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            logger.warning("worker %s did not answer: %s", url.origin(), exc)
-            return 503, {"error": f"worker {url.origin()} is unreachable (rebalancing?); retry", "detail": str(exc)}
-
-    def ready(self) -> bool:
-        return table_ready(self.app)
 
 
 class Metrics(ApiView):
@@ -159,7 +82,7 @@ class Isin(ApiView):
             owner = self.app.router.key_store(ctx.table.name, key)
         except KeyError:
             return self.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
-        mine = _ident(URL(str(owner))) == _ident(URL(str(self.app.conf.canonical_url)))
+        mine = ident(URL(str(owner))) == ident(URL(str(self.app.conf.canonical_url)))
         topic_partition = TP(ctx.settings.topic_current, partition)
         from_standby = not mine and ctx.settings.query_standbys and standby_caught_up(self.app, topic_partition)
         raw = ctx.store.get(partition, key) if mine or from_standby else None
@@ -239,7 +162,7 @@ async def answer_history(view: Isin, request: Request, value: str, as_of: bool) 
         return view.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
     feed = ctx.history
     served_by = "owner"
-    if _ident(URL(str(owner))) != _ident(URL(str(view.app.conf.canonical_url))):
+    if ident(URL(str(owner))) != ident(URL(str(view.app.conf.canonical_url))):
         if ctx.settings.query_standbys and feed is not None and feed.caught_up(partition):
             served_by = "standby"  # a standby's history feed has caught up with the change topic
         else:
@@ -334,7 +257,19 @@ class Stats(ApiView):
             else:
                 workers.append(result[1])
         total = sum(w.get("isins", 0) for w in workers)
-        return self.json({"isins": total, "complete": complete, "ready": self.ready(), "workers": workers})
+        conflicts: dict[str, int] = {}
+        for worker in workers:
+            for pair, count in (worker.get("conflicts") or {}).items():
+                conflicts[pair] = conflicts.get(pair, 0) + count
+        return self.json(
+            {
+                "isins": total,
+                "complete": complete,
+                "ready": self.ready(),
+                "conflicts": dict(sorted(conflicts.items())),
+                "workers": workers,
+            }
+        )
 
     def local_stats(self) -> dict[str, Any]:
         counts = self.ctx.table_counts()
@@ -344,11 +279,20 @@ class Stats(ApiView):
             "partitions": {str(p): n for p, n in counts.items()},
             "ready": self.ready(),
             "dedup": self.ctx.dedup.stats.as_dict(),
+            "conflicts": conflict_counts(self.ctx, self.local_partitions()),
         }
 
 
+def conflict_counts(ctx: StreamContext, partitions: list[int]) -> dict[str, int]:
+    """Conflicts by ``field:source|other source``, over ``partitions``, as last counted."""
+    if ctx.conflicts is None:
+        return {}
+    counts = ctx.conflicts.counts(partitions)
+    return {f"{field}:{a}|{b}": n for (field, a, b), n in sorted(counts.items())}
+
+
 def _views() -> tuple[type[ApiView], ...]:
-    return (Metrics, Liveness, Health, Isin, IsinHistory, IsinList, Stats)
+    return (Metrics, Liveness, Health, Isin, IsinHistory, IsinList, Stats, Lookup, Conflicts)
 
 
 def register(app: Any, ctx: StreamContext) -> None:
@@ -366,7 +310,10 @@ def register(app: Any, ctx: StreamContext) -> None:
         consumer = app.consumer
         return consumer.lag(settings.topic_raw) if hasattr(consumer, "lag") else {}
 
-    ctx.metrics.register_state(lambda: ctx.dedup.stats, lag, ctx.table_counts)
+    def conflicts() -> Mapping[tuple[str, str, str], int]:
+        return ctx.conflicts.counts(local_partitions()) if ctx.conflicts is not None else {}
+
+    ctx.metrics.register_state(lambda: ctx.dedup.stats, lag, ctx.table_counts, conflicts)
     cors = _cors_options(settings.cors_origins)
     for view in _views():
         app.page(view.route, cors_options=None if view is Metrics else cors)(view)

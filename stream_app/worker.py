@@ -38,7 +38,14 @@ def run_worker(settings: StreamSettings, loglevel: str = "INFO") -> int:
         settings.advertised_url,
         settings.state_dir,
     )
-    store = stream_context(app).store
+    ctx = stream_context(app)
+    if ctx.golden is not None:
+        logger.info(
+            "golden view: %s (configuration %s)",
+            f"sources file {settings.sources_file}" if settings.sources_file else "no sources file: sources by name",
+            ctx.golden.fingerprint,
+        )
+    store = ctx.store
     watch = LossWatch(settings, lambda: dict(store.applied)).start()
     worker = faust.Worker(
         app,

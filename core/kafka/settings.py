@@ -59,6 +59,8 @@ class KafkaSettings(BaseSettings):
     topic_runs: str = "isin.runs"
     topic_changes: str = "isin.changes"
     """Every change of every source's listing (``ListingChange``), co-partitioned with the raw topic."""
+    topic_identifiers: str = "isin.identifiers"
+    """The identifier index: ``field=value|ISIN`` -> ISIN, partitioned by ``field=value``, compacted."""
     topic_partitions: int = 6
     """Partitions of the raw and current topics; they must be equal (co-partitioned)."""
     topic_replication_factor: int = 1
@@ -185,6 +187,7 @@ class KafkaSettings(BaseSettings):
                 "dlq": self.topic_dlq,
                 "runs": self.topic_runs,
                 "changes": self.topic_changes,
+                "identifiers": self.topic_identifiers,
             },
             "partitions": self.topic_partitions,
         }

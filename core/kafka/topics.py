@@ -73,6 +73,14 @@ def pipeline_topics(s: KafkaSettings) -> list[TopicSpec]:
                 "retention.bytes": "-1",
             },
         ),
+        # the identifier index (a re-keyed copy of the table's identifiers, as Kafka Streams keeps
+        # for a foreign-key join): one record per (identifier, ISIN), a tombstone when no source
+        # gives it any more; the latest per key is all it needs
+        TopicSpec(
+            s.topic_identifiers,
+            s.topic_partitions,
+            {"cleanup.policy": "compact", **keep_forever, "delete.retention.ms": str(24 * 3600 * 1000)},
+        ),
     ]
 
 

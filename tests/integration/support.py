@@ -175,6 +175,7 @@ class Pipeline:
                 "TOPIC_DLQ": f"it-{self.suffix}.dlq",
                 "TOPIC_RUNS": f"it-{self.suffix}.runs",
                 "TOPIC_CHANGES": f"it-{self.suffix}.changes",
+                "TOPIC_IDENTIFIERS": f"it-{self.suffix}.identifiers",
                 "TOPIC_PARTITIONS": str(self.partitions),
                 "APP_ID": f"it-{self.suffix}",
                 "HTTP_RETRIES": "1",
@@ -195,6 +196,7 @@ class Pipeline:
             topic_dlq=env["TOPIC_DLQ"],
             topic_runs=env["TOPIC_RUNS"],
             topic_changes=env["TOPIC_CHANGES"],
+            topic_identifiers=env["TOPIC_IDENTIFIERS"],
             topic_partitions=self.partitions,
         )
 

@@ -27,7 +27,10 @@ def test_a_restarted_empty_broker_gets_its_topics_back_and_the_worker_rebuilds(
     port = free_port()
     broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker-1.log").__enter__()
     pipeline = Pipeline(broker.bootstrap, uuid.uuid4().hex[:10], tmp_path)
-    ours = [pipeline.env[k] for k in ("TOPIC_RAW", "TOPIC_CURRENT", "TOPIC_DLQ", "TOPIC_RUNS", "TOPIC_CHANGES")]
+    ours = [
+        pipeline.env[k]
+        for k in ("TOPIC_RAW", "TOPIC_CURRENT", "TOPIC_DLQ", "TOPIC_RUNS", "TOPIC_CHANGES", "TOPIC_IDENTIFIERS")
+    ]
     try:
         worker = pipeline.worker().start()
         worker.wait_healthy()
@@ -57,6 +60,7 @@ def test_a_restarted_empty_broker_gets_its_topics_back_and_the_worker_rebuilds(
             pipeline.env["TOPIC_DLQ"]: 6,
             pipeline.env["TOPIC_RUNS"]: 1,
             pipeline.env["TOPIC_CHANGES"]: 6,
+            pipeline.env["TOPIC_IDENTIFIERS"]: 6,
         }
 
         # the same process goes on: its state is ahead of the broker, said once, and rebuilt

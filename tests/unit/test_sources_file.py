@@ -208,7 +208,7 @@ def test_file_level_errors() -> None:
         '[extra]\n[defaults]\nurl = "https://x"\ntz = "Nowhere/Else"\n[sources.a]\nurl = "https://x/a"\nevery = "1h"\n'
     )
     assert errors == [
-        "extra: unknown key; a sources file has a [defaults] table and [sources.NAME] tables",
+        "extra: unknown key; a sources file has a [defaults] table, [sources.NAME] tables and a [precedence] table",
         "defaults.url: a URL belongs to a source, not to the defaults",
         "defaults.tz: unknown time zone 'Nowhere/Else'; use an IANA name such as Europe/London",
     ]  # reported once, not once per source
@@ -347,3 +347,21 @@ def test_sighup_asks_for_a_reload() -> None:
     with reload_on_sighup() as reload:
         os.kill(os.getpid(), signal.SIGHUP)
         assert reload.wait(5)
+
+
+def test_fields_and_precedence_for_the_golden_view_are_checked_with_every_other_key() -> None:
+    good = EXAMPLE + '\n[precedence]\nlei = ["gleif", "*"]\n'
+    good = good.replace(
+        'cron = "30 18 * * 1-5"\n', 'cron = "30 18 * * 1-5"\nfields = { name = "NAME OF COMPANY" }\n', 1
+    )
+    parsed = parse_sources(good.encode(), "good.toml", {"GLEIF_API_KEY": "k"})
+    assert {s.name for s in parsed.sources} == {"nse", "gleif", "b3"}
+    bad = good.replace('lei = ["gleif", "*"]', 'lei = ["nosuch", "*", "*"]').replace("name = ", "nmae = ")
+    bad = bad.replace("[defaults]\n", '[defaults]\nfields = { lei = "LEI" }\n')
+    with pytest.raises(SourcesError) as info:
+        parse_sources(bad.encode(), "bad.toml", {"GLEIF_API_KEY": "k"})
+    text = str(info.value)
+    assert "sources.nse.fields.nmae" in text
+    assert "precedence.lei" in text and "nosuch" in text
+    assert "defaults.fields" in text
+    assert len(info.value.errors) == 4, text  # only what is wrong: nmae, nosuch, "*" twice, defaults.fields
