@@ -6,7 +6,8 @@ Day 1 is the real NSE list (``../shared/data``); the next days drop, amend and b
 of it, as a publisher's list changes. Each day's ``produce`` may be killed mid-run (then run
 again for the same slot), and a worker may be killed mid-batch and restarted (once on an empty
 state directory). After each day the compacted topic, ``snapshot --as-of`` of every day so far
-and the history of the changed ISINs are compared with the true lists. Default settings
+and the history of the changed ISINs are compared with the true lists, and the identifier index
+with the records' identifiers. Default settings
 throughout, the embedded broker, nothing but loopback.
 """
 
@@ -82,6 +83,24 @@ def topic_history(settings: KafkaSettings) -> dict[str, list[tuple[str, int]]]:
     for c in sorted(last.values(), key=lambda c: (c["slot"], c["recorded_at"])):
         out.setdefault(c["isin"], []).append((c["op"], c["slot"].day))
     return out
+
+
+def index_exact(settings: KafkaSettings) -> bool:
+    """Whether the identifier index holds exactly the lookup keys of the table's records, each in
+    its identifier's partition."""
+    from stream_app.golden import lookup_keys
+    from stream_app.identifier_index import index_key, index_partition
+
+    want = {
+        (index_partition(f, v, settings.topic_partitions), index_key(f, v, isin).decode())
+        for isin, record in current_set(settings).items()
+        for f, v in lookup_keys(record)
+    }
+    latest: dict[tuple[int, str], bool] = {}
+    for item in TopicReader(settings, settings.topic_identifiers).read():
+        if item.key is not None:
+            latest[(item.partition, item.key)] = item.error is not None  # a value (not Avro) or a tombstone
+    return {k for k, present in latest.items() if present} == want
 
 
 def truth(text: str) -> Truth:
@@ -222,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 done = soak.cli("snapshot", "--as-of", f"2026-12-{past:02d}T08:00:00Z", "--out", str(out))
                 got = {r["isin"]: r["listings"][0]["attributes"] for r in map(json.loads, out.read_text().splitlines())}
                 checks[f"as_of_day_{past}_exact"] = done.returncode == 0 and got == past_truth
+            checks["index_exact"] = index_exact(soak.settings)
             checks["history_exact"] = topic_history(soak.settings) == true_history([t for _, t in lists[:day]])
             sample = sorted(true_history([t for _, t in lists[:day]]))[::500]
             for isin in sample:  # and the command a person runs, on a few

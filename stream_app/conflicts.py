@@ -19,7 +19,7 @@ from typing import Any
 
 from core.golden import normalise
 from schemas import Serde
-from stream_app.store import FaustTableStore
+from stream_app.store import TableStore
 
 Pair = tuple[str, str, str]
 """(field, source, other source), the two sources in order."""
@@ -43,7 +43,7 @@ def pairs(conflicts: Iterable[dict[str, Any]]) -> Iterable[Pair]:
 
 
 class ConflictReport:
-    def __init__(self, store: FaustTableStore, serde: Serde) -> None:
+    def __init__(self, store: TableStore, serde: Serde) -> None:
         self._store = store
         self._serde = serde
         self._parts: dict[int, _Partition] = {}
@@ -54,7 +54,8 @@ class ConflictReport:
         (blocking: call it in an executor)."""
         with self._lock:
             for partition in partitions:
-                offset = self._store.get(partition, self._store.offset_key)
+                offset_key = getattr(self._store, "offset_key", None)  # a store without one is read every time
+                offset = self._store.get(partition, offset_key) if offset_key is not None else None
                 known = self._parts.get(partition)
                 if known is not None and known.offset == offset and offset is not None:
                     continue

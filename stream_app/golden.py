@@ -17,23 +17,32 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from core.golden import LOOKUP_FIELDS, GoldenConfig, canonical_fields, derived_identifiers, golden_view
+from core.golden import HEADER_SYNONYMS, LOOKUP_FIELDS, GoldenConfig, canonical_fields, derived_identifiers, golden_view
 from stream_app.identifier_index import index_key, index_partition
 
 Record = dict[str, Any]
+
+RULES_VERSION = 1
+"""Raise when the cleaning, recognition or precedence rules of ``core.golden`` change."""
 
 
 class Golden:
     def __init__(self, config: GoldenConfig, partitions: int) -> None:
         self.config = config
         self._partitions = partitions
-        self.fingerprint = hashlib.blake2b(
-            json.dumps(asdict(config), sort_keys=True, default=list).encode(), digest_size=8
-        ).hexdigest()
+        # the configuration, and the built-in rules it is applied with: a new version whose
+        # spellings differ rebuilds the records as a changed sources file does
+        named = {
+            "order": list(config.order),
+            "fields": {source: dict(columns) for source, columns in config.fields.items()},
+            "precedence": {name: list(order) for name, order in config.precedence.items()},
+            "synonyms": HEADER_SYNONYMS,
+            "rules": RULES_VERSION,
+        }
+        self.fingerprint = hashlib.blake2b(json.dumps(named, sort_keys=True).encode(), digest_size=8).hexdigest()
 
     @classmethod
     def load(cls, sources_file: Path | None, partitions: int) -> Golden:
@@ -43,13 +52,17 @@ class Golden:
         return cls(config, partitions)
 
     def apply(self, record: Record | None) -> Record | None:
-        """``record`` with each listing's canonical ``fields`` and its golden view set (in
-        place); None stays None."""
+        """``record`` with each listing's canonical ``fields`` and its golden view set (the
+        record in place, its listings replaced by new dicts); None stays None."""
         if record is None:
             return None
         config = self.config
-        for listing in record["listings"]:
-            listing["fields"] = canonical_fields(listing["source"], listing["attributes"], config)
+        # new listing dicts: a merged record shares its other listings with the record before it,
+        # whose stored fields the index diff still reads
+        record["listings"] = [
+            {**listing, "fields": canonical_fields(listing["source"], listing["attributes"], config)}
+            for listing in record["listings"]
+        ]
         view = golden_view(record["isin"], record["listings"], config)
         record["golden"] = view.golden
         record["identifiers"] = view.identifiers

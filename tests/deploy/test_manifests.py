@@ -104,6 +104,11 @@ def test_stream_statefulset_contract() -> None:
     pdbs = {p["metadata"]["name"] for p in by_kind(docs, "PodDisruptionBudget")}
     assert {"isin-stream", "isin-scheduler"} <= pdbs
     assert by_kind(docs, "ConfigMap") and by_kind(docs, "Secret")
+    # the golden view follows the scheduler's sources file: mounted, and named by SOURCES_FILE
+    assert {"name": "SOURCES_FILE", "value": SOURCES_PATH} in container["env"]
+    volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if SOURCES_PATH.startswith(m["mountPath"] + "/")]
+    assert volumes[mount["name"]]["configMap"]["name"] == "isin-pipeline-sources"
 
 
 def test_producer_cronjob_contract() -> None:
@@ -130,7 +135,8 @@ def test_strimzi_overlay_declares_every_topic_with_the_right_policy() -> None:
     topics = {t["metadata"]["name"]: t["spec"] for t in by_kind(render("overlays/strimzi-topics"), "KafkaTopic")}
     s = StreamSettings()
     scheduler = SchedulerSettings().scheduler_topic()
-    assert set(topics) == {s.topic_raw, s.topic_current, s.topic_dlq, s.topic_runs, s.topic_changes, scheduler.name}
+    mine = {s.topic_raw, s.topic_current, s.topic_dlq, s.topic_runs, s.topic_changes, s.topic_identifiers}
+    assert set(topics) == mine | {scheduler.name}
     assert topics[scheduler.name]["partitions"] == scheduler.partitions  # the sources' hash space
     assert topics[scheduler.name]["config"]["cleanup.policy"] == scheduler.config["cleanup.policy"]
     assert topics[s.topic_current]["config"]["cleanup.policy"] == "compact"
@@ -140,6 +146,8 @@ def test_strimzi_overlay_declares_every_topic_with_the_right_policy() -> None:
     assert topics[s.topic_changes]["partitions"] == topics[s.topic_raw]["partitions"]  # co-partitioned
     assert topics[s.topic_changes]["config"]["cleanup.policy"] == "delete"  # every change kept
     assert topics[s.topic_changes]["config"]["retention.ms"] == -1
+    assert topics[s.topic_identifiers]["partitions"] == topics[s.topic_raw]["partitions"]  # co-partitioned
+    assert topics[s.topic_identifiers]["config"]["cleanup.policy"] == "compact"  # the latest per key
 
 
 def test_configuration_keys_are_real_settings() -> None:

@@ -46,6 +46,7 @@ class ListOutput:
         self.sent: list[tuple[int, bytes, bytes | None]] = []
         self.dead: list[tuple[bytes | None, bytes]] = []
         self.changes: list[tuple[int, bytes, bytes]] = []
+        self.index_records: list[tuple[int, bytes, bytes | None]] = []
         self._pending: list[int] = []
         self.flushes = 0
 
@@ -58,6 +59,9 @@ class ListOutput:
 
     def change(self, partition: int, key: bytes, value: bytes) -> None:
         self.changes.append((partition, key, value))
+
+    def index(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self.index_records.append((partition, key, value))
 
     async def flush(self) -> dict[int, int]:
         self.flushes += 1

@@ -37,7 +37,20 @@ def test_topic_aliases() -> None:
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    expected = {"broker", "produce", "stream", "demo", "tail", "snapshot", "replay", "rebuild", "history", "changes", "lookup", "conflicts"}
+    expected = {
+        "broker",
+        "produce",
+        "stream",
+        "demo",
+        "tail",
+        "snapshot",
+        "replay",
+        "rebuild",
+        "history",
+        "changes",
+        "lookup",
+        "conflicts",
+    }
     assert expected <= set(commands)
     for name in commands:
         with pytest.raises(SystemExit) as info:
