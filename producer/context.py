@@ -44,6 +44,10 @@ class RunSummary:
     duration_s: float = 0.0
     rows_per_s: float = 0.0
     partitions: int = 0
+    transactions: int = 0
+    """Transactions the run committed: its chunks (``RUN_CHUNK_ROWS``, ``RUN_CHUNK_S``), the last
+    holding the markers and the run record. A failed run's committed chunks hold new and changed
+    listings only: no markers, so no deletions."""
     markers: bool = False
     """End-of-run markers were published: the stream app deletes what the list no longer has."""
     framing: str = ""

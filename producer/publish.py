@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from core.errors import BrokerError, PublishError
+from core.failpoints import failpoint
 from core.kafka import new_producer
 from core.kafka.errors import kafka_error
 from core.kafka.producing import Headers, produce, produce_batch
@@ -78,6 +79,10 @@ class Publisher:
         self._fenced = False
         self._since_poll = 0
         self._last_logged: dict[str, float] = {}
+        self._chunk_started = 0.0
+        self._chunk_events = 0
+        self.chunks = 0
+        """Transactions the run committed (its chunks; the last holds the markers and record)."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -109,6 +114,7 @@ class Publisher:
             try:
                 self._producer.init_transactions(timeout)
                 self._producer.begin_transaction()
+                self._chunk_started, self._chunk_events = time.monotonic(), 0
             except KafkaException as exc:
                 raise kafka_error(
                     exc, self._settings.kafka_bootstrap_servers, f"starting the run's transaction {transactional_id}"
@@ -217,17 +223,42 @@ class Publisher:
         if self.failed:
             raise PublishError(f"{self.failed} {what} failed delivery; first error: {self._first_error}")
 
-    def commit(self) -> None:
-        """Commit the run's transaction; FencedError if another producer took over the slot."""
+    def checkpoint(self, sent: int) -> None:
+        """After ``sent`` more events: commit the open transaction and begin the next one, when
+        it holds ``RUN_CHUNK_ROWS`` events or is ``RUN_CHUNK_S`` old (called between batches of
+        events only, so that the end-of-run markers and the run record share the last one)."""
         if not self._transactional:
             return
+        self._chunk_events += sent
+        age = time.monotonic() - self._chunk_started
+        if self._chunk_events < self._settings.run_chunk_rows and age < self._settings.run_chunk_s:
+            return
+        self.flush("events of a chunk of the run")
+        self._commit("a chunk of the run")
+        failpoint("run.chunk_committed")
+        try:
+            self.producer.begin_transaction()
+        except KafkaException as exc:
+            raise PublishError(f"cannot begin the run's next chunk: {exc.args[0].str()}") from exc
+        self._transactional = True
+        self.chunks += 1
+        self._chunk_started, self._chunk_events = time.monotonic(), 0
+
+    def commit(self) -> None:
+        """Commit the run's last transaction; FencedError if another producer took over the slot."""
+        if not self._transactional:
+            return
+        self._commit("the run's transaction")
+        self.chunks += 1
+
+    def _commit(self, what: str) -> None:
         try:
             self.producer.commit_transaction(self._settings.producer_flush_timeout_s)
         except KafkaException as exc:
             err = exc.args[0]
             if err.code() in FENCED_CODES or self._fenced:
                 raise FencedError(f"another producer took over this run's slot: {err.str()}") from exc
-            raise PublishError(f"cannot commit the run's transaction: {err.str()}") from exc
+            raise PublishError(f"cannot commit {what}: {err.str()}") from exc
         self._transactional = False
 
     def abort(self) -> None:

@@ -164,6 +164,7 @@ class _BatchSink:
         self.batch: list[dict[str, bytes]] = []
         self.isins: list[str] = []
         self._send_batch = state.run.publisher.send_batch
+        self._checkpoint = state.run.publisher.checkpoint
         self._raw_topic = state.run.topics.raw
         self.dead = state.dead
         self.unreadable = state.keep
@@ -178,6 +179,7 @@ class _BatchSink:
         if self.batch:
             self._send_batch(self._raw_topic, self.batch)
             self.state.distinct.add_many(self.isins)
+            self._checkpoint(len(self.batch))
             self.batch, self.isins = [], []
 
 
@@ -261,6 +263,7 @@ def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProg
                 state.keep(raw)
             for batch in parallel.events(part, BATCH):
                 run.publisher.send_batch(run.topics.raw, batch)
+                run.publisher.checkpoint(len(batch))
             state.distinct.add_packed(part.buckets)
             sections += part.section_lines
             if part.counts.rows:

@@ -78,7 +78,14 @@ class ProducerSettings(KafkaSettings):
     producer_delivery_timeout_ms: int = 60_000
     producer_flush_timeout_s: float = Field(default=120.0, gt=0)
     producer_transaction_timeout_ms: int = Field(default=15 * 60 * 1000, gt=0)
-    """A run is one transaction; Kafka's transaction.max.timeout.ms is 15 minutes by default."""
+    """The bound of one transaction (a run's chunk); Kafka's transaction.max.timeout.ms is 15
+    minutes by default. A run commits in chunks (``RUN_CHUNK_ROWS``, ``RUN_CHUNK_S``), so no
+    transaction lives near it whatever the list's size."""
+    run_chunk_rows: int = Field(default=500_000, gt=0)
+    """A run commits the events sent so far once this many are in its open transaction ..."""
+    run_chunk_s: float = Field(default=20.0, gt=0, le=600)
+    """... or once its open transaction is this old: the workers apply each chunk while the run
+    goes on. The end-of-run markers and the final run record are in the last transaction."""
     run_timeout_s: float = Field(default=2 * 3600, gt=0)
     """The upper bound of a live run: a RUNNING claim older than this, with no final record, is
     abandoned even if its heartbeat goes on."""

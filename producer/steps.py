@@ -52,6 +52,7 @@ def run_steps(
             status = judge(plan, summary, read, download.framing, last)
             complete(ctx, plan, summary, me, publisher, read, status, stop_heartbeat)
         finally:
+            summary.transactions = publisher.chunks
             publisher.close()
     finally:
         if download.path is not None:

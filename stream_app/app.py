@@ -201,7 +201,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
             return
         mine = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_current)
         assert ctx.conflicts is not None
-        await asyncio.get_running_loop().run_in_executor(None, ctx.conflicts.refresh, mine)
+        await asyncio.get_running_loop().run_in_executor(None, ctx.conflicts.refresh_quiet, mine)
 
     @app.on_before_shutdown.connect  # type: ignore[misc]
     def on_shutdown(app_: Any, **kwargs: Any) -> None:

@@ -19,7 +19,11 @@ from typing import Any
 
 from core.golden import normalise
 from schemas import Serde
+from stream_app.records import listing_hashes
 from stream_app.store import TableStore
+
+_DERIVING = (b"US", b"CA", b"GB", b"IE")
+"""ISIN prefixes that derive a CUSIP or a SEDOL, which a single listing may disagree with."""
 
 Pair = tuple[str, str, str]
 """(field, source, other source), the two sources in order."""
@@ -47,20 +51,35 @@ class ConflictReport:
         self._store = store
         self._serde = serde
         self._parts: dict[int, _Partition] = {}
+        self._seen_offsets: dict[int, bytes | None] = {}
         self._lock = threading.Lock()
+
+    def _offset(self, partition: int) -> bytes | None:
+        offset_key = getattr(self._store, "offset_key", None)  # a store without one is read every time
+        return self._store.get(partition, offset_key) if offset_key is not None else None
+
+    def refresh_quiet(self, partitions: Iterable[int]) -> None:
+        """``refresh`` of the partitions whose table has not moved since the last call: a
+        partition being written (a run under way) is counted once it is quiet, not over and over
+        while the worker needs the cores for the run."""
+        offsets = {p: self._offset(p) for p in partitions}
+        quiet = [p for p, offset in offsets.items() if self._seen_offsets.get(p, b"-") == offset]
+        self._seen_offsets = offsets
+        self.refresh(quiet)
 
     def refresh(self, partitions: Iterable[int]) -> None:
         """Read again every partition of ``partitions`` whose table moved since it was read
         (blocking: call it in an executor)."""
         with self._lock:
             for partition in partitions:
-                offset_key = getattr(self._store, "offset_key", None)  # a store without one is read every time
-                offset = self._store.get(partition, offset_key) if offset_key is not None else None
+                offset = self._offset(partition)
                 known = self._parts.get(partition)
                 if known is not None and known.offset == offset and offset is not None:
                     continue
                 part = _Partition(offset)
                 for key, value in self._store.items(partition):
+                    if key[:2] not in _DERIVING and b" " not in listing_hashes(value):
+                        continue  # one listing, nothing derived to disagree with: no conflict
                     record = self._serde.decode(value).record
                     found = record.get("conflicts") or []
                     if found:

@@ -56,6 +56,7 @@ def test_two_exchanges_give_golden_values_by_precedence_and_their_conflicts(
     pipeline: Pipeline, list_server: ListServer, shared_data: Path
 ) -> None:
     sources_file(pipeline, SOURCES)
+    pipeline.extra_env["CONFLICT_SCAN_S"] = "1"
     worker = pipeline.worker().start()
     worker.wait_healthy()
     for name, path in (("nse", NSE), ("bse", BSE)):
