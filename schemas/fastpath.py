@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.catalog import CURRENT_RECORD, ISIN_EVENT
+from schemas.catalog import CURRENT_RECORD, ISIN_EVENT, LISTING_CHANGE
 from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, Serde, SerializationError
 
 
@@ -275,3 +275,23 @@ class NewRecordWriter:
                 b"\x00\x00\x00",
             )
         )
+
+
+_CHANGE_HEAD = SINGLE_OBJECT_MARKER + LISTING_CHANGE.fingerprint
+
+
+def change_keys(value: bytes) -> tuple[bytes, bytes, int] | None:
+    """A ListingChange's ``change_id``, ``isin`` and ``slot`` (epoch ms), read without decoding
+    the rest (what the history store keys a change by); None when the value is not a
+    ListingChange of this version in the single-object encoding (then decode it)."""
+    if value[:10] != _CHANGE_HEAD:
+        return None
+    i = 10
+    n, i = _varint(value, i)
+    change_id = value[i : i + n]
+    _, i = _varint(value, i + n)  # op
+    n, i = _varint(value, i)
+    isin = value[i : i + n]
+    i = _after_string(value, _after_string(value, i + n))  # source, run_id
+    slot, _ = _varint(value, i)
+    return change_id, isin, slot

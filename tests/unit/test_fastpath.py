@@ -126,3 +126,37 @@ def test_the_new_record_writer_declines_what_it_cannot_cut() -> None:
     other = bytearray(value)
     other[2:10] = END_OF_RUN.fingerprint
     assert write(key, bytes(other)) is None
+
+
+def test_change_keys_read_what_decoding_reads_and_decline_other_writers() -> None:
+    from schemas import LISTING_CHANGE
+    from schemas.fastpath import change_keys
+    from stream_app.changes import listing_changes
+
+    serde = make_serde(None)
+    encode = serde.encoder("isin.changes", LISTING_CHANGE)
+    rng = random.Random(7)
+    checked = 0
+    for n in range(200):
+        isin = f"US{n:09d}0"
+        attrs = {f"k{i}": "é" * rng.randint(0, 90) for i in range(rng.randint(0, 4))}
+        before = None if n % 3 == 0 else {"isin": isin, "listings": [_listing("s" * rng.randint(1, 80), {"x": "1"})]}
+        after = {"isin": isin, "listings": [_listing("s" * rng.randint(1, 80), attrs)]}
+        slot = rng.randint(0, 2**45)
+        for change in listing_changes(isin, before, after, "r" * rng.randint(1, 70), slot, slot + 5):
+            value = encode(change)
+            assert change_keys(value) == (change["change_id"].encode(), isin.encode(), slot)
+            checked += 1
+    assert checked >= 200
+    assert change_keys(b"\x00\x00\x00\x00\x01" + value[10:]) is None  # the Confluent format: decode it
+
+
+def _listing(source: str, attributes: dict[str, str]) -> dict[str, object]:
+    return {
+        "source": source,
+        "attributes": attributes,
+        "content_hash": "h",
+        "run_id": "r",
+        "first_seen_at": 0,
+        "changed_at": 0,
+    }
