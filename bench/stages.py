@@ -201,11 +201,22 @@ def catch_up(workers: Workers, events: int, markers: int) -> dict[str, Any]:
     wall = time.perf_counter() - ready_at
     dedup = stats["dedup"]
     seconds = caught_up - dedup["first_event_at"]
+
+    def feeds_caught_up() -> bool:
+        # the history and the identifier index each worker reads back from the topics its dedup
+        # wrote: the day's work is done when they hold it too (else the next stage pays for it)
+        workers_stats = workers.members[0].stats().get("workers") or []
+        lags = [lag for w in workers_stats for lag in (w.get("feeds") or {}).values()]
+        return bool(lags) and all(lag == 0 for lag in lags)
+
+    wait_for("the history and identifier feeds", feeds_caught_up, 1800, 0.1)
+    feeds_s = time.time() - caught_up
     workers.stop()
     return {
         "seconds": round(seconds, 3),
         "eps": round(events / seconds),
         "wall_s": round(wall, 3),
+        "feeds_s": round(feeds_s, 3),
         "isins": stats["isins"],
         "dedup": dedup,
     }

@@ -80,6 +80,20 @@ class TopicFeed(Generic[S]):
         high = self._high.get(partition)
         return high is not None and self.store.offset(partition) >= high - 1
 
+    def lag(self) -> int | None:
+        """Records of the topic not yet in the store, over the partitions kept, as of the latest
+        fetch; None before every partition has been fetched once."""
+        assigned = self._assigned
+        if assigned is None:
+            return None
+        total = 0
+        for partition in assigned:
+            high = self._high.get(partition)
+            if high is None:
+                return None
+            total += max(0, high - 1 - self.store.offset(partition))
+        return total
+
     def _run(self) -> None:
         consumer = new_consumer(
             self._settings.confluent_config(),

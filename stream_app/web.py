@@ -280,6 +280,10 @@ class Stats(ApiView):
             "ready": self.ready(),
             "dedup": self.ctx.dedup.stats.as_dict(),
             "conflicts": conflict_counts(self.ctx, self.local_partitions()),
+            "feeds": {  # records of the change and identifier topics not yet in this worker's stores
+                name: feed.lag() if feed is not None else None
+                for name, feed in (("history", self.ctx.history), ("identifiers", self.ctx.index))
+            },
         }
 
 

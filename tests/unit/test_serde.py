@@ -139,3 +139,41 @@ def test_the_downstream_guide_lists_the_fingerprints_of_this_version() -> None:
     guide = (REPO / "docs" / "downstream.md").read_text()
     for schema in all_schemas().values():
         assert f"| `{schema.name}` | `{schema.fingerprint.hex()}` |" in guide, schema.name
+
+
+def test_a_current_record_written_before_the_golden_view_reads_with_its_defaults() -> None:
+    """A table written by the previous version (fingerprint 3072ee3d5b8ec329) stays readable:
+    Avro schema resolution fills the golden view's fields with their defaults."""
+    import io as _io
+
+    from fastavro import schemaless_writer
+
+    from schemas.catalog import AvroSchema
+    from tests.conftest import REPO
+
+    old = AvroSchema.from_text((REPO / "schemas/avro/history/current_record.v1.avsc").read_text())
+    assert old.fingerprint.hex() == "3072ee3d5b8ec329"
+    record = {
+        "listing_hashes": "a",
+        "isin": "US0378331005",
+        "country_code": "US",
+        "listings": [
+            {
+                "source": "s",
+                "attributes": {"n": "v"},
+                "content_hash": "a",
+                "run_id": "r",
+                "first_seen_at": 1,
+                "changed_at": 2,
+            }
+        ],
+        "change": "NEW",
+        "updated_at": 2,
+    }
+    body = _io.BytesIO()
+    schemaless_writer(body, old.parsed, record)
+    decoded = make_serde(None).decode(b"\xc3\x01" + old.fingerprint + body.getvalue())
+    assert decoded.schema.name == "io.isinpipeline.v1.CurrentRecord"
+    got = decoded.record
+    assert (got["golden"], got["identifiers"], got["conflicts"]) == ({}, {}, [])
+    assert got["listings"][0]["fields"] == {} and got["listings"][0]["attributes"] == {"n": "v"}
