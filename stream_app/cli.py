@@ -45,4 +45,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         if value is not None
     }
     settings = StreamSettings(**overrides)  # type: ignore[arg-type]
+    if settings.sources_file is not None:
+        from core.golden import GoldenConfig
+
+        GoldenConfig.load(settings.sources_file)  # a bad file fails here, before any connection
     return run_worker(settings, args.log_level)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from core.golden import GoldenConfig
 from stream_app.conflicts import ConflictReport, pairs
 from stream_app.dedup import Dedup
@@ -132,3 +134,15 @@ def test_the_conflict_report_counts_pairs_and_pages_by_isin(tmp_path: Path) -> N
         ("name", "x", "z"),
         ("name", "y", "z"),
     ]
+
+
+def test_a_worker_given_a_bad_sources_file_stops_before_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from isin_pipeline.cli import main
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # never reached
+    bad = tmp_path / "sources.toml"
+    bad.write_text('[sources.a]\nurl = "https://x/a"\nevery = "1h"\nfields = { nmae = "X" }\n')
+    assert main(["stream", "--sources", str(bad), "--state-dir", str(tmp_path / "state")]) == 2
+    assert "sources.a.fields.nmae: unknown field" in capsys.readouterr().err
