@@ -243,7 +243,9 @@ class Dedup:
         at = int(self._clock() * 1000)
         pending: dict[bytes, bytes | None] = {}
         rebuilt = 0
-        for key, value in self._store.items(partition):
+        for scanned, (key, value) in enumerate(self._store.items(partition), start=1):
+            if not scanned % SWEEP_YIELD_EVERY:
+                await asyncio.sleep(0)  # a large partition: the loop keeps heartbeats and queries going
             record = self._serde.decode(value).record
             rebuilt_record = golden.apply({**record, "listings": [dict(item) for item in record["listings"]]})
             assert rebuilt_record is not None
