@@ -126,7 +126,9 @@ def canonical_fields(source: str, attributes: Mapping[str, str], config: GoldenC
 def _per_source(
     isin: str, listings: Sequence[Mapping[str, Any]], config: GoldenConfig
 ) -> list[tuple[str, dict[str, str]]]:
-    """Each source's canonical fields, ``derived`` first; a source's second listing is ignored."""
+    """Each source's canonical fields, ``derived`` first; a source's second listing is ignored.
+    A listing that carries its ``fields`` already (computed under ``config`` by the caller, as
+    the stream worker's ``Golden.apply`` does) is not computed again."""
     found: list[tuple[str, dict[str, str]]] = []
     derived = derived_identifiers(isin)
     if derived:
@@ -136,7 +138,9 @@ def _per_source(
         source: str = listing["source"]
         if source not in seen:
             seen.add(source)
-            found.append((source, canonical_fields(source, listing["attributes"], config)))
+            given = listing.get("fields")
+            fields = given if given is not None else canonical_fields(source, listing["attributes"], config)
+            found.append((source, fields))
     return found
 
 
