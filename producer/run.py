@@ -62,9 +62,22 @@ def execute(ctx: RunContext, plan: RunPlan) -> RunSummary:
     )
     me.offset = ctx.writer.write(me)
     if not plan.take_over:
-        winner = claim_lost(runs.refresh(), me, default_ms, now, heartbeat_ms)
-        if winner is not None:
+        # Decide on everything recorded before our claim: read through it, though a transaction
+        # open before it (a run's last one) holds it back from a committed read for a while.
+        if not runs.refresh(through=me.offset).has_read(me.offset):
+            logger.warning(
+                "run %s: its claim at offset %d of the runs topic is not readable yet (a transaction is "
+                "open before it); going on, the slot's transactional id fences any concurrent run",
+                summary.run_id,
+                me.offset,
+            )
+        done = runs.done_run(plan.source, plan.slot)
+        winner = claim_lost(runs, me, default_ms, now, heartbeat_ms)
+        if done is not None:
+            summary = _skip(summary, f"slot {summary.slot} is done: {done.status.lower()} by run {done.run_id}")
+        elif winner is not None:
             summary = _skip(summary, f"slot {summary.slot} was claimed first by {winner.owner} (run {winner.run_id})")
+        if done is not None or winner is not None:
             finish(me, summary, "INTERRUPTED")  # a stood-down claim is closed, not left to expire
             ctx.writer.write(me)
             return summary

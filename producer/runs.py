@@ -161,10 +161,12 @@ class RunLog:
         self._tail = Tail(settings.confluent_config(), settings.topic_runs, f"{settings.kafka_client_id}-runs")
         self.records: list[RunInfo] = []
         self._last_of_run: dict[str, RunInfo] = {}
+        self.read_to = 0  # the offset after the last record read
 
-    def refresh(self, timeout: float = 30.0) -> RunLog:
+    def refresh(self, timeout: float = 30.0, through: int | None = None) -> RunLog:
+        """Read what is new; with ``through``, at least up to that offset (see ``Tail.read``)."""
         try:
-            messages = self._tail.read(timeout, self._settings.kafka_connect_timeout_s)
+            messages = self._tail.read(timeout, self._settings.kafka_connect_timeout_s, through)
         except KafkaException as exc:
             raise kafka_error(exc, self._settings.kafka_bootstrap_servers, f"reading {self._topic}") from exc
         for msg in messages:
@@ -178,7 +180,13 @@ class RunLog:
                 continue
             if decoded.schema is RUN_RECORD:
                 self._add(RunInfo.from_record(decoded.record, msg.offset() or 0))
+        if messages:
+            self.read_to = max(self.read_to, (messages[-1].offset() or 0) + 1)
         return self
+
+    def has_read(self, offset: int) -> bool:
+        """Whether every record up to and including ``offset`` has been read."""
+        return self.read_to > offset
 
     def _add(self, run: RunInfo) -> None:
         """Append ``run``; a heartbeat renews its claim in place (memory stays one record a run

@@ -54,6 +54,41 @@ def test_a_duplicate_start_does_not_publish_twice(pipeline: Pipeline, list_serve
     assert list(marker_runs(pipeline).values()) == [pipeline.partitions]  # one run's markers, once
 
 
+def test_a_claim_is_read_through_a_transaction_open_before_it(pipeline: Pipeline) -> None:
+    """Why a claimant decides only once it has read its own claim: a run's last transaction,
+    open in the runs topic before the claim, holds the claim back from committed reads (the
+    embedded broker's ListOffsets then even says 0, so a read "to the end" may stop early)."""
+    from confluent_kafka import Producer
+
+    from core.kafka.topics import TopicSpec, ensure_topics
+    from producer.runs import RunInfo, RunLog, RunWriter
+    from schemas import make_serde
+
+    settings = pipeline.settings()
+    ensure_topics(settings, [TopicSpec(settings.topic_runs, 1, {"cleanup.policy": "delete", "retention.ms": "-1"})])
+    serde = make_serde(None)
+    writer = RunWriter(settings, serde)
+    first = RunInfo("nse", "2026-12-01T07:00:00Z", "run-a", "RUNNING", started_at=1, owner="a")
+    first.offset = writer.write(first)
+    last_txn = Producer({**settings.confluent_config(), "transactional.id": f"t-{pipeline.suffix}"})
+    last_txn.init_transactions(10)
+    last_txn.begin_transaction()
+    done = RunInfo("nse", first.slot, "run-a", "SUCCEEDED", started_at=1, owner="a", finished_at=2)
+    last_txn.produce(settings.topic_runs, writer.encode(done), b"nse", partition=0)
+    last_txn.flush(10)
+    mine = RunInfo("nse", first.slot, "run-b", "RUNNING", started_at=3, owner="b")
+    mine.offset = writer.write(mine)
+    log = RunLog(settings, serde)
+    try:
+        assert not log.refresh(timeout=1.5, through=mine.offset).has_read(mine.offset)
+        last_txn.commit_transaction(10)
+        assert log.refresh(through=mine.offset).has_read(mine.offset)
+        assert log.done_run("nse", first.slot_at) is not None, "the run that committed first is seen done"
+        assert [r.run_id for r in log.for_slot("nse", first.slot_at)] == ["run-a", "run-a", "run-b"]
+    finally:
+        log.close()
+
+
 def test_503_twice_then_200_succeeds(pipeline: Pipeline, list_server: ListServer, shared_data: Path) -> None:
     path = f"/flaky-{pipeline.suffix}.csv"
     url = list_server.script(path, Answer(503), Answer(503), Answer(file=shared_data / "nse_EQUITY_L.csv"))
