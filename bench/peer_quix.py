@@ -46,7 +46,14 @@ def main() -> int:
         state_dir=args.state_dir,
         use_changelog_topics=False,  # the embedded broker's ListOffsets breaks changelog recovery
         auto_create_topics=True,
-        consumer_extra_config={"isolation.level": "read_committed", "fetch.queue.backoff.ms": 50},
+        consumer_extra_config={
+            "isolation.level": "read_committed",
+            "fetch.queue.backoff.ms": 50,
+            # the session the project's own consumers use on the embedded broker (KAFKA_NOTES):
+            # with the defaults (45 s), each day's group join waits out the last day's member
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+        },
     )
     raw = app.topic(args.topic, key_deserializer="bytes", value_deserializer="bytes")
     out = app.topic(args.output, key_serializer="bytes", value_serializer="bytes")
