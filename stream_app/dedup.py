@@ -40,6 +40,8 @@ from stream_app.store import TableStore
 logger = logging.getLogger(__name__)
 
 SWEEP_YIELD_EVERY = 20_000
+YIELD_EVERY = 2_000
+"""Events of a batch between two yields to the event loop (a fetch holds up to MAX_POLL_RECORDS)."""
 
 
 class Output(Protocol):
@@ -86,6 +88,21 @@ class DedupStats:
         self.unchanged += batch.unchanged
         self.rejected += batch.rejected
         batch.events = batch.new = batch.changed = batch.unchanged = batch.rejected = 0
+
+
+def _read_segment(
+    read: Callable[[list[bytes]], list[bytes | None]], records: Sequence[Any], start: int
+) -> dict[bytes, bytes | None]:
+    """The stored records of the events' keys from ``start`` up to the next end-of-run marker,
+    in one multi-get: one call into RocksDB for a fetch's worth of keys, not one per event."""
+    keys: list[bytes] = []
+    for rec in records[start:]:
+        if rec.value is None:
+            continue
+        if rec.key is None:
+            break
+        keys.append(rec.key)
+    return dict(zip(keys, read(keys), strict=True))
 
 
 class Dedup:
@@ -144,12 +161,13 @@ class Dedup:
         pending: dict[bytes, bytes | None] = {}
         seen_runs: dict[bytes, list[bytes]] = {}
         stats = self._batch = DedupStats()
-        get = self._store.getter(partition)
+        read = self._store.reader(partition)
+        olds: dict[bytes, bytes | None] | None = None  # the stored records of the segment's keys
         send = self._output.send
         decode = self._serde.decode
         encode = self._encode
         new_record = self._new_record
-        for rec in records:
+        for index, rec in enumerate(records):
             key = rec.key
             value = rec.value
             if value is None:
@@ -159,9 +177,14 @@ class Dedup:
                 self._committed(partition, stats)
                 pending, seen_runs = {}, {}
                 await self._end_of_run(partition, value, rec.offset)
-                get = self._store.getter(partition)  # after the awaits: the store as it is now
+                read = self._store.reader(partition)  # after the awaits: the store as it is now
+                olds = None
                 continue
+            if olds is None:
+                olds = _read_segment(read, records, index)
             stats.events += 1
+            if not stats.events % YIELD_EVERY:
+                await asyncio.sleep(0)  # a large batch: queries and heartbeats go on meanwhile
             try:
                 digest, run = leading_strings(value, 2)  # IsinEvent's content_hash and run_id
             except (IndexError, SerializationError):
@@ -171,7 +194,7 @@ class Dedup:
             if keys is None:
                 keys = seen_runs[run] = []
             keys.append(key)
-            old = pending[key] if key in pending else get(key)
+            old = pending[key] if key in pending else olds[key]
             if old is not None and digest in listing_hashes(old):
                 stats.unchanged += 1
                 continue

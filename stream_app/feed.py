@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from rocksdict import Options, Rdict, WriteBatch
 
 from core.kafka import new_consumer
 from stream_app.settings import StreamSettings
@@ -33,6 +35,52 @@ class FeedStore(Protocol):
         """(key, value, offset) of ``partition``, in offset order; at or below ``offset`` skipped."""
 
     def close(self) -> None: ...
+
+
+class FedRocksDB:
+    """The skeleton of a ``FeedStore``: a local RocksDB holding, per partition, the records a
+    subclass keeps (``_write``) and the last offset applied, in one write batch per fetch."""
+
+    _OFFSET = b"o"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(path), Options(raw_mode=True))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def offset(self, partition: int) -> int:
+        """The last offset applied for ``partition``; -1 if none."""
+        raw = self._db.get(self._OFFSET + partition_bytes(partition))
+        return -1 if raw is None else int(raw)
+
+    def _apply(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None, int]]) -> tuple[int, int]:
+        """(key, value, offset) of ``partition`` in offset order, in one write batch with the last
+        offset; records at or below the stored offset are skipped. Returns (records kept, last
+        offset)."""
+        done = self.offset(partition)
+        wb = WriteBatch(raw_mode=True)
+        count, last = 0, done
+        for key, value, offset in records:
+            if offset <= done:
+                continue
+            last = offset
+            if self._write(wb, partition, key, value):
+                count += 1
+        if last > done:
+            wb.put(self._OFFSET + partition_bytes(partition), str(last).encode())
+            self._db.write(wb)
+        return count, last
+
+    def _write(self, wb: WriteBatch, partition: int, key: bytes | None, value: bytes | None) -> bool:
+        """Add one record's writes to ``wb``; False if it is not one to keep."""
+        raise NotImplementedError
+
+
+def partition_bytes(partition: int) -> bytes:
+    """A partition as the first bytes of a fed store's keys."""
+    return partition.to_bytes(2, "big")
 
 
 S = TypeVar("S", bound=FeedStore)

@@ -20,20 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import WriteBatch
 
 from schemas import Serde, SerializationError, content_hash
 from schemas.fastpath import change_keys
+from stream_app.feed import FedRocksDB
+from stream_app.feed import partition_bytes as _p
 from stream_app.golden import Golden
 from stream_app.records import epoch_ms
 
-_OFFSET = b"o"
 _CHANGE = b"c"
 _SLOT = struct.Struct(">q")
-
-
-def _p(partition: int) -> bytes:
-    return partition.to_bytes(2, "big")
 
 
 @dataclass(frozen=True)
@@ -42,52 +39,34 @@ class Applied:
     offset: int
 
 
-class HistoryStore:
+class HistoryStore(FedRocksDB):
     def __init__(self, path: Path, serde: Serde, golden: Golden | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = Rdict(str(path), Options(raw_mode=True))
+        super().__init__(path)
         self._serde = serde
         self._golden = golden
 
-    def close(self) -> None:
-        self._db.close()
-
-    def offset(self, partition: int) -> int:
-        """The last change-topic offset applied for ``partition``; -1 if none."""
-        raw = self._db.get(_OFFSET + _p(partition))
-        return -1 if raw is None else int(raw)
-
     def apply(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None, int]]) -> Applied:
-        """(key, value, offset) of the change topic's ``partition``, in offset order. Records at
-        or below the stored offset were applied already and are skipped."""
-        done = self.offset(partition)
-        wb = WriteBatch(raw_mode=True)
-        count, last = 0, done
-        for _key, value, offset in records:
-            if offset <= done:
-                continue
-            last = offset
-            if value is None:
-                continue
-            try:
-                fast = change_keys(value)  # most of a day-1 history: no decoding of each change
-            except IndexError:
-                fast = None
-            if fast is not None:
-                change_id, isin, slot = fast
-                wb.put(_CHANGE + _p(partition) + isin + b"\x00" + _SLOT.pack(slot) + change_id, value)
-                count += 1
-                continue
-            try:
-                change = self._serde.decode(value).record
-            except SerializationError:
-                continue  # not a ListingChange: nothing to keep
-            wb.put(self._key(partition, change["isin"], epoch_ms(change["slot"]), change["change_id"]), value)
-            count += 1
-        if last > done:
-            wb.put(_OFFSET + _p(partition), str(last).encode())
-            self._db.write(wb)
-        return Applied(count, last)
+        """(key, value, offset) of the change topic's ``partition``, in offset order
+        (``FedRocksDB``); a record that is not a ListingChange is skipped."""
+        return Applied(*self._apply(partition, records))
+
+    def _write(self, wb: WriteBatch, partition: int, key: bytes | None, value: bytes | None) -> bool:
+        if value is None:
+            return False
+        try:
+            fast = change_keys(value)  # most of a day-1 history: no decoding of each change
+        except IndexError:
+            fast = None
+        if fast is not None:
+            change_id, isin, slot = fast
+            wb.put(_CHANGE + _p(partition) + isin + b"\x00" + _SLOT.pack(slot) + change_id, value)
+            return True
+        try:
+            change = self._serde.decode(value).record
+        except SerializationError:
+            return False  # not a ListingChange: nothing to keep
+        wb.put(self._key(partition, change["isin"], epoch_ms(change["slot"]), change["change_id"]), value)
+        return True
 
     def drop(self, partition: int) -> None:
         """Forget a partition (its history is read again from the topic if it comes back)."""
@@ -98,7 +77,7 @@ class HistoryStore:
         while it.valid() and it.key().startswith(prefix):
             wb.delete(it.key())
             it.next()
-        wb.delete(_OFFSET + _p(partition))
+        wb.delete(self._OFFSET + _p(partition))
         self._db.write(wb)
 
     @staticmethod

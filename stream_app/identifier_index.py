@@ -18,18 +18,14 @@ a foreign-key join: a re-keyed topic (``isin.identifiers``), co-partitioned with
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import WriteBatch
 
 from core.kafka import partition_for
+from stream_app.feed import FedRocksDB
+from stream_app.feed import partition_bytes as _p
 
-_OFFSET = b"o"
 _ENTRY = b"e"
-
-
-def _p(partition: int) -> bytes:
-    return partition.to_bytes(2, "big")
 
 
 def identifier(field: str, value: str) -> bytes:
@@ -47,41 +43,20 @@ def index_partition(field: str, value: str, partitions: int) -> int:
     return partition_for(identifier(field, value), partitions)
 
 
-class IdentifierIndex:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = Rdict(str(path), Options(raw_mode=True))
-
-    def close(self) -> None:
-        self._db.close()
-
-    def offset(self, partition: int) -> int:
-        """The last identifier-topic offset applied for ``partition``; -1 if none."""
-        raw = self._db.get(_OFFSET + _p(partition))
-        return -1 if raw is None else int(raw)
-
+class IdentifierIndex(FedRocksDB):
     def apply(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None, int]]) -> int:
-        """(key, value, offset) of the topic's ``partition`` in offset order, in one write batch
-        with the last offset; records at or below the stored offset are skipped. A null value
-        removes its key. Returns how many records were applied."""
-        done = self.offset(partition)
-        wb = WriteBatch(raw_mode=True)
-        count, last = 0, done
-        for key, value, offset in records:
-            if offset <= done:
-                continue
-            last = offset
-            if key is None or b"|" not in key:
-                continue  # not an index record
-            if value is None:
-                wb.delete(_ENTRY + _p(partition) + key)
-            else:
-                wb.put(_ENTRY + _p(partition) + key, value)
-            count += 1
-        if last > done:
-            wb.put(_OFFSET + _p(partition), str(last).encode())
-            self._db.write(wb)
-        return count
+        """(key, value, offset) of the topic's ``partition`` in offset order (``FedRocksDB``); a
+        null value removes its key. Returns how many records were applied."""
+        return self._apply(partition, records)[0]
+
+    def _write(self, wb: WriteBatch, partition: int, key: bytes | None, value: bytes | None) -> bool:
+        if key is None or b"|" not in key:
+            return False  # not an index record
+        if value is None:
+            wb.delete(_ENTRY + _p(partition) + key)
+        else:
+            wb.put(_ENTRY + _p(partition) + key, value)
+        return True
 
     def isins(self, partition: int, field: str, value: str) -> list[str]:
         """The ISINs that carry ``field=value``, sorted (``partition``: ``index_partition``'s)."""

@@ -1,8 +1,11 @@
 """Which ISINs each run delivered to each partition: the input of the end-of-run sweep.
 
-A local RocksDB (not changelogged) next to the table. For every event the dedup loop
-records ``(partition, run id, ISIN)``; at the run's end-of-run marker the sweep walks the
-table partition and this index side by side, both in key order, in constant memory.
+A local RocksDB (not changelogged) next to the table. For every batch the dedup loop
+records the batch's ISINs of each run as one sorted chunk under ``(partition, run id, last
+offset)``: one write per batch, not one per event. At the run's end-of-run marker the sweep
+walks the table partition and the merge of the run's chunks side by side, both in key order;
+it holds the run's chunks of the partition in memory (about 13 bytes an ISIN), not an object
+per ISIN. Entries of one ISIN each, written by earlier versions, are merged in as well.
 
 The index is only trusted for a run if this worker processed the partition continuously
 from the run's first event (the *epoch* of the partition). After a restart that resumed
@@ -20,11 +23,15 @@ its marker in one write batch, so no crash can leave one done without the other.
 
 from __future__ import annotations
 
+import heapq
 import logging
+import operator
+import struct
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import Options, Rdict, RdictIter, WriteBatch
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +40,30 @@ _EPOCH = b"e"
 _LAST = b"l"
 _BACKFILLED = b"b"
 _GOLDEN = b"g"
+
+
+_FIXED = b"\x01"  # a chunk of 12-byte keys (ISINs), sorted and concatenated
+_LINES = b"\x02"  # a chunk of keys of other lengths, sorted and joined by newlines
+_ISIN = struct.Struct("12s")
+_first = operator.itemgetter(0)
+
+
+def _chunk(keys: Iterable[bytes]) -> tuple[bytes, bytes]:
+    """(tag, value) of one chunk of keys: fixed width when every key is an ISIN's 12 bytes."""
+    ordered = sorted(set(keys))
+    blob = b"".join(ordered)
+    if len(blob) == 12 * len(ordered):
+        return _FIXED, blob
+    lines = [k for k in ordered if b"\n" not in k]
+    if len(lines) < len(ordered):
+        logger.warning("seen index: %d keys with a newline left out", len(ordered) - len(lines))
+    return _LINES, b"\n".join(lines)
+
+
+def _unchunk(tag: bytes, value: bytes) -> Iterator[bytes]:
+    if tag == _FIXED:
+        return map(_first, _ISIN.iter_unpack(value))
+    return iter(value.split(b"\n") if value else ())
 
 
 def _p(partition: int) -> bytes:
@@ -108,20 +139,19 @@ class SeenIndex:
         return applied
 
     def record(self, partition: int, keys_by_run: dict[str, list[bytes]], last_offset: int) -> None:
+        """A batch's keys of each run, as one chunk per run, and the batch's last offset."""
         wb = WriteBatch(raw_mode=True)
         for run_id, keys in keys_by_run.items():
-            prefix = _prefix(partition, run_id)
-            for key in keys:
-                wb.put(prefix + key, b"")
+            tag, value = _chunk(keys)
+            wb.put(_prefix(partition, run_id) + tag + last_offset.to_bytes(8, "big", signed=True), value)
         wb.put(_LAST + _p(partition), str(last_offset).encode())
         self._db.write(wb)
 
     def add(self, partition: int, run_id: str, keys: Iterable[bytes]) -> None:
-        wb = WriteBatch(raw_mode=True)
-        prefix = _prefix(partition, run_id)
-        for key in keys:
-            wb.put(prefix + key, b"")
-        self._db.write(wb)
+        """More keys of a run (a re-read of its events, its unreadable rows' ISINs)."""
+        tag, value = _chunk(keys)
+        # after every batch's chunk in key order; unique, so a second add keeps the first
+        self._db.put(_prefix(partition, run_id) + tag + b"\xff" + time.time_ns().to_bytes(8, "big"), value)
 
     def covers(self, partition: int, first_offset: int) -> bool:
         """True if every event of a run whose first event is at ``first_offset`` was indexed here."""
@@ -129,15 +159,28 @@ class SeenIndex:
         return epoch is not None and epoch <= first_offset
 
     def keys(self, partition: int, run_id: str) -> Iterator[bytes]:
-        """The run's ISINs in this partition, in byte order."""
+        """The run's ISINs in this partition, in byte order (a key may come more than once)."""
         prefix = _prefix(partition, run_id)
         n = len(prefix)
         it = self._db.iter()
         it.seek(prefix)
+        chunks: list[Iterator[bytes]] = []
+        while it.valid():
+            key = it.key()
+            if not key.startswith(prefix) or key[n : n + 1] not in (_FIXED, _LINES):
+                break
+            chunks.append(_unchunk(key[n : n + 1], it.value()))
+            it.next()
+        return heapq.merge(*chunks, self._single_keys(it, prefix))
+
+    @staticmethod
+    def _single_keys(it: RdictIter, prefix: bytes) -> Iterator[bytes]:
+        """Entries of one key each (an earlier version's), which sort after the chunks."""
+        n = len(prefix)
         while it.valid():
             key = it.key()
             if not key.startswith(prefix):
-                break
+                return
             yield key[n:]
             it.next()
 

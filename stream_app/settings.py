@@ -52,8 +52,11 @@ class StreamSettings(KafkaSettings):
     session_timeout_s: float = 6.0
     heartbeat_interval_s: float = 1.0
     max_poll_interval_s: float = 30.0
-    max_poll_records: int = 5000
-    """Records per fetch; the batch size of the dedup loop."""
+    max_poll_records: int = 20_000
+    """Records per fetch; the batch size of the dedup loop. Each batch with a change ends in one
+    flush of the output (a round trip to the broker), so larger batches cost fewer flushes: a
+    day-2 list, a change every few hundred events, ran at 45,897 events/s with 5,000 and 69,053
+    with 20,000 (bench.run --rows 300000). The loop yields to queries within a batch."""
     fetch_max_bytes: int = 16 * 1024 * 1024
     standby_replicas: int = 1
     """Warm copies of each table partition on other workers, for fast takeover."""

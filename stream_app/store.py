@@ -22,8 +22,8 @@ from stream_app.faust import partition_db
 class TableStore(Protocol):
     def get(self, partition: int, key: bytes) -> bytes | None: ...
 
-    def getter(self, partition: int) -> Callable[[bytes], bytes | None]:
-        """``get`` of one partition, looked up once: for a batch's worth of reads."""
+    def reader(self, partition: int) -> Callable[[list[bytes]], list[bytes | None]]:
+        """A multi-get of one partition, looked up once: a batch's worth of keys in one read."""
         ...
 
     def apply(self, partition: int, changes: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None: ...
@@ -70,8 +70,8 @@ class _RdictReads:
         value: bytes | None = self._db(partition).get(key)  # raw mode: bytes or None
         return value
 
-    def getter(self, partition: int) -> Callable[[bytes], bytes | None]:
-        return self._db(partition).get  # type: ignore[no-any-return]
+    def reader(self, partition: int) -> Callable[[list[bytes]], list[bytes | None]]:
+        return self._db(partition).get  # type: ignore[no-any-return,return-value]  # a list of keys: MultiGet
 
 
 class RdictTableStore(_RdictReads):

@@ -16,8 +16,9 @@ class DictTableStore:
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self.data.get(partition, {}).get(key)
 
-    def getter(self, partition: int) -> Callable[[bytes], bytes | None]:
-        return self.data.setdefault(partition, {}).get
+    def reader(self, partition: int) -> Callable[[list[bytes]], list[bytes | None]]:
+        part = self.data.setdefault(partition, {})
+        return lambda keys: [part.get(key) for key in keys]
 
     def apply(self, partition: int, changes: Mapping[bytes, bytes | None], changelog_offset: int | None) -> None:
         part = self.data.setdefault(partition, {})
