@@ -60,7 +60,13 @@ def report(r: dict[str, Any]) -> None:
             "< 180 s at 9.3M",
             "yes" if at_day < 180 else "NO",
         )
+        table.add_row("  producer / workers peak RSS", _rss(e2e), "", "", "")
     Console(stderr=True).print(table)
+
+
+def _rss(e2e: dict[str, Any]) -> str:
+    workers = ", ".join(f"{mb} MB" if mb is not None else "?" for mb in e2e.get("workers_peak_rss_mb") or [])
+    return f"{e2e['producer_peak_rss_mb']} MB / {workers or '?'}"
 
 
 def _stages(table: Any, r: dict[str, Any]) -> None:

@@ -156,7 +156,7 @@ def run(
                 raise BenchError(f"the compacted topic of {n} worker(s) holds {held} ISINs, expected {day2['rows']}")
         for n in counts:
             key = "stream" if n == counts[0] else f"stream_{n}w"
-            pairs = (("eps", "eps"), ("s", "seconds"), ("feeds_s", "feeds_s"))
+            pairs = (("eps", "eps"), ("s", "seconds"), ("feeds_s", "feeds_s"), ("peak_rss_mb", "workers_peak_rss_mb"))
             result[key] = {f"{day}_{f}": days[n][day][k] for day in DAYS for f, k in pairs}
             result[key]["workers"] = n
         if 2 in counts and counts[0] == 1:

@@ -105,6 +105,18 @@ class Worker:
         wait_for("the worker to be ready", ready, 600, 0.05)
         return time.perf_counter()
 
+    def peak_rss_mb(self) -> float | None:
+        """The worker's peak resident memory so far (its VmHWM), while it runs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except (OSError, ValueError):
+            return None
+        return None
+
     def stats(self) -> dict[str, Any]:
         status, body = get_json(f"{self.api}/stats", timeout=30)
         if status != 200:
@@ -165,6 +177,10 @@ class Workers:
         dedup["first_event_at"] = min((d["first_event_at"] for d in per_worker if d["first_event_at"]), default=0.0)
         return {**stats, "dedup": dedup}
 
+    def peak_rss_mb(self) -> list[float | None]:
+        """Each member's peak resident memory so far, in member order (read before ``stop``)."""
+        return [member.peak_rss_mb() for member in self.members]
+
     def stop(self) -> None:
         for member in self.members:
             member.stop()
@@ -211,8 +227,10 @@ def catch_up(workers: Workers, events: int, markers: int) -> dict[str, Any]:
 
     wait_for("the history and identifier feeds", feeds_caught_up, 1800, 0.1)
     feeds_s = time.time() - caught_up
+    peak_rss = workers.peak_rss_mb()
     workers.stop()
     return {
+        "workers_peak_rss_mb": peak_rss,
         "seconds": round(seconds, 3),
         "eps": round(events / seconds),
         "wall_s": round(wall, 3),
@@ -239,6 +257,7 @@ def end_to_end(env: dict[str, str], workers: Workers, url: str, rows: int, marke
 
         stats = wait_for(f"{rows} new ISINs in the table", done, 3600, 0.05)
         seconds = time.perf_counter() - started
+        peak_rss = workers.peak_rss_mb()
     finally:
         workers.stop()
     if stats["isins"] != rows:
@@ -248,5 +267,6 @@ def end_to_end(env: dict[str, str], workers: Workers, url: str, rows: int, marke
         "rows_per_s": round(rows / seconds),
         "producer_s": summary["wall_s"],
         "producer_peak_rss_mb": summary["peak_rss_mb"],
+        "workers_peak_rss_mb": peak_rss,
         "workers": len(workers.members),
     }

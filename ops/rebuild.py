@@ -54,6 +54,7 @@ from core.kafka.offsets import end_offsets
 from core.kafka.producing import produce
 from core.kafka.ranges import read_ranges
 from ops.client import TopicReader
+from ops.rebuild_index import ExpectedIndex, index_differences, index_entries
 from ops.replay import ensure_idle, set_offsets
 from schemas import Serde, make_serde
 from stream_app.dedup import Dedup
@@ -146,9 +147,13 @@ def rebuild(settings: StreamSettings, work_dir: Path, dry_run: bool = False, for
 
     results: list[PartitionResult] = []
     writer = None if dry_run else _Writer(settings)
+    golden = Golden.load(settings.sources_file, settings.topic_partitions)  # built as the workers build them
+    expected = ExpectedIndex(work_dir / "index-expected.rdb", golden, serde)
     for partition in partitions:  # one at a time: memory and scratch space do not grow with the table
         send = writer.send if writer is not None else None
-        result = rebuild_partition(settings, serde, partition, ends[partition], work_dir / f"p{partition}", send)
+        result = rebuild_partition(
+            settings, serde, partition, ends[partition], work_dir / f"p{partition}", send, golden, expected
+        )
         if writer is not None:
             writer.flush()  # this partition's repair acknowledged before the next one begins
         results.append(result)
@@ -162,6 +167,10 @@ def rebuild(settings: StreamSettings, work_dir: Path, dry_run: bool = False, for
             result.changed,
             result.removed,
         )
+    try:
+        index = _repair_index(settings, partitions, expected, work_dir, dry_run)
+    finally:
+        expected.close()
     if not dry_run:
         set_offsets(admin, settings.app_id, settings.topic_raw, ends)
     changed = sum(r.changed for r in results)
@@ -172,6 +181,9 @@ def rebuild(settings: StreamSettings, work_dir: Path, dry_run: bool = False, for
         "changed": changed,
         "removed": removed,
         "written": 0 if dry_run else changed + removed,
+        "index_entries": expected.entries,
+        "index_changed": index[0],
+        "index_removed": index[1],
         "raw_offsets": {str(p): off for p, off in ends.items()},
         "dry_run": dry_run,
         "duration_s": round(time.monotonic() - started, 3),
@@ -179,15 +191,22 @@ def rebuild(settings: StreamSettings, work_dir: Path, dry_run: bool = False, for
 
 
 def rebuild_partition(
-    settings: StreamSettings, serde: Serde, partition: int, end: int, scratch: Path, send: Send | None
+    settings: StreamSettings,
+    serde: Serde,
+    partition: int,
+    end: int,
+    scratch: Path,
+    send: Send | None,
+    golden: Golden,
+    expected: ExpectedIndex | None = None,
 ) -> PartitionResult:
     """One partition: the raw topic replayed into a store on disk, compared with the compacted
-    topic's partition (read into another), differences given to ``send``; the scratch removed."""
+    topic's partition (read into another), differences given to ``send``, the index entries the
+    rebuilt records need added to ``expected``; the scratch removed."""
     conf = settings.confluent_config()
     store = RdictTableStore(scratch / "table")
     seen = SeenIndex(scratch / "seen.rdb")
     seen.on_assigned([partition])
-    golden = Golden.load(settings.sources_file, settings.topic_partitions)  # built as the workers build them
     reindex = RawRangeReader(conf, settings.topic_raw)
     dedup = Dedup(serde, store, _NoOutput(), seen, reindex, settings.topic_current, golden=golden)
     current: Rdict | None = None
@@ -202,6 +221,8 @@ def rebuild_partition(
         current = _current_partition(settings, partition, scratch / "current.rdb")
         result = compare_partition(serde, partition, store.items(partition), iter_items(current), send)
         result.raw_events = dedup.stats.events
+        if expected is not None:
+            expected.add(store.items(partition))
         return result
     finally:
         store.close()
@@ -209,6 +230,34 @@ def rebuild_partition(
         if current is not None:
             current.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _repair_index(
+    settings: StreamSettings, partitions: list[int], expected: ExpectedIndex, work_dir: Path, dry_run: bool
+) -> tuple[int, int]:
+    """The identifier topic against the rebuilt table's entries, one partition at a time
+    (``ops/rebuild_index.py``); returns (entries written again, tombstones)."""
+    topic = settings.topic_identifiers
+    writer = None if dry_run else _Writer(settings, topic)
+    changed = removed = 0
+    for partition in partitions:  # co-partitioned with the raw topic: the same partitions
+        path = work_dir / f"index-p{partition}.rdb"
+        current = _current_partition(settings, partition, path, topic)
+        try:
+            for key, value in index_differences(expected.partition(partition), index_entries(current)):
+                if value is None:
+                    removed += 1
+                else:
+                    changed += 1
+                if writer is not None:
+                    writer.send(partition, key, value)
+        finally:
+            current.close()
+            shutil.rmtree(path, ignore_errors=True)
+        if writer is not None:
+            writer.flush()
+    logger.info("rebuild: identifier index: %d entries written again, %d removed", changed, removed)
+    return changed, removed
 
 
 def compare_partition(
@@ -253,14 +302,15 @@ def _raw_batches(conf: dict[str, Any], topic: str, partition: int, end: int) -> 
         yield views
 
 
-def _current_partition(settings: StreamSettings, partition: int, path: Path) -> Rdict:
-    """One partition of the compacted topic read to its end into an on-disk store, last wins,
-    tombstones applied (on the embedded broker, which does not compact, every version is read)."""
+def _current_partition(settings: StreamSettings, partition: int, path: Path, topic: str | None = None) -> Rdict:
+    """One partition of the compacted topic (or of ``topic``, compacted too) read to its end into
+    an on-disk store, last wins, tombstones applied (on the embedded broker, which does not
+    compact, every version is read)."""
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     db = Rdict(str(path), opts)
     conf = settings.confluent_config()
-    topic = settings.topic_current
+    topic = topic or settings.topic_current
     end = end_offsets(conf, [(topic, partition)])[(topic, partition)]
     for batch in read_ranges(conf, topic, {partition: OFFSET_BEGINNING}, {partition: end}, group=GROUP):
         changes: dict[bytes, bytes | None] = {}
@@ -295,8 +345,9 @@ class _Writer:
     """The differences to the compacted topic, as they are found (produce waits when librdkafka's
     queue is full, so memory stays bounded); ``flush`` waits for every acknowledgement."""
 
-    def __init__(self, settings: StreamSettings) -> None:
+    def __init__(self, settings: StreamSettings, topic: str | None = None) -> None:
         self._settings = settings
+        self._topic = topic or settings.topic_current
         self._failures: list[str] = []
         self._producer = new_producer(settings.output_producer_config(), **{"client.id": f"{settings.app_id}-rebuild"})
 
@@ -305,9 +356,7 @@ class _Writer:
             self._failures.append(err.str())
 
     def send(self, partition: int, key: bytes, value: bytes | None) -> None:
-        produce(
-            self._producer, self._settings.topic_current, value, key, partition=partition, on_delivery=self._on_delivery
-        )
+        produce(self._producer, self._topic, value, key, partition=partition, on_delivery=self._on_delivery)
 
     def flush(self) -> None:
         remaining = self._producer.flush(self._settings.output_flush_timeout_s)

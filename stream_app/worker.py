@@ -47,6 +47,18 @@ def run_worker(settings: StreamSettings, loglevel: str = "INFO") -> int:
         )
     store = ctx.store
     watch = LossWatch(settings, lambda: dict(store.applied)).start()
+
+    def check_highwaters(ends: dict[tuple[str, int], int]) -> None:
+        """Before Faust's recovery compares the table with the changelog: a changelog that ends
+        before what this worker applied is a loss, handled as the watch handles it (not a
+        ConsistencyError crash first)."""
+        applied = dict(store.applied)
+        current = settings.topic_current
+        short = {p: end for (topic, p), end in ends.items() if topic == current and end <= applied.get(p, -1)}
+        if short:
+            _restart_if_lost(settings, applied, f"the changelog ends at {short}, before what this worker applied")
+
+    app.highwater_check = check_highwaters
     worker = faust.Worker(
         app,
         loglevel=loglevel,

@@ -4,6 +4,7 @@ carries the worker's ``StreamContext`` as a typed attribute."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -27,6 +28,9 @@ class BatchingApp(faust.App):
     batch_handlers: dict[str, BatchHandler]
     standby_handlers: dict[str, StandbyHandler]
     end_offset_check_conf: dict[str, Any] | None = None
+    highwater_check: Callable[[dict[tuple[str, int], int]], None] | None = None
+    """Called (in an executor) with the end offsets Faust's recovery is about to check the local
+    tables against, before it does: the worker restarts in place there if the broker lost data."""
     isin: StreamContext | None = None
     """What the dedup loop and the HTTP API of this worker share (set by ``create_app``)."""
 

@@ -209,11 +209,16 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         await super().wait_empty()
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        # Relies on: Faust's recovery asking ``highwaters`` for the changelog ends it checks the
+        # persisted offsets against (and raising ConsistencyError if one is past its end).
         reported: Mapping[TP, int] = await super().highwaters(*partitions)
         conf = getattr(self.app, "end_offset_check_conf", None)
-        if not conf or not reported:
+        check = getattr(self.app, "highwater_check", None)
+        if not reported or not (conf or check):
             return reported
         loop = asyncio.get_running_loop()
         keyed = {(tp.topic, tp.partition): off for tp, off in reported.items() if off is not None}
-        fixed = await loop.run_in_executor(None, verified_end_offsets, conf, keyed)
+        fixed = await loop.run_in_executor(None, verified_end_offsets, conf, keyed) if conf else keyed
+        if check is not None:
+            await loop.run_in_executor(None, check, fixed)  # may restart the process in place
         return {tp: fixed.get((tp.topic, tp.partition), off) for tp, off in reported.items()}

@@ -132,6 +132,30 @@ def test_replay_refuses_a_group_with_live_members(pipeline: Pipeline, list_serve
     assert bad.returncode == 2 and "PARTITION:OFFSET" in bad.last_error_line
 
 
+def index_view(pipeline: Pipeline) -> dict[bytes, bytes]:
+    """The identifier topic as its last value per key (tombstones applied), read raw: its values
+    are ISINs, not Avro records."""
+    from confluent_kafka import OFFSET_BEGINNING
+
+    from core.kafka.offsets import end_offsets
+    from core.kafka.ranges import read_ranges
+
+    conf, topic = pipeline.settings().confluent_config(), pipeline.env["TOPIC_IDENTIFIERS"]
+    parts = list(range(pipeline.partitions))
+    ends = {p: off for (_, p), off in end_offsets(conf, [(topic, p) for p in parts]).items()}
+    view: dict[bytes, bytes] = {}
+    starts = dict.fromkeys(parts, OFFSET_BEGINNING)
+    for batch in read_ranges(conf, topic, starts, ends, group=f"it-{pipeline.suffix}-index"):
+        for msg in batch:
+            key, value = msg.key(), msg.value()
+            assert key is not None
+            if value is None:
+                view.pop(key, None)
+            else:
+                view[key] = value
+    return view
+
+
 def test_rebuild_reproduces_the_table_and_repairs_the_compacted_topic(
     pipeline: Pipeline, list_server: ListServer, tmp_path: Path
 ) -> None:
@@ -155,6 +179,23 @@ def test_rebuild_reproduces_the_table_and_repairs_the_compacted_topic(
         0,
     )
     assert pipeline.current() == before
+    index_before = index_view(pipeline)
+    assert len(index_before) == 2387  # every NSE ISIN by its ticker (SYMBOL); IN ISINs derive nothing
+    assert (same.summary["index_entries"], same.summary["index_changed"], same.summary["index_removed"]) == (
+        2387,
+        0,
+        0,
+    )
+
+    # Damage the identifier index: one entry lost (a tombstone), one entry no record gives.
+    lost = b"ticker=20MICRONS|INE144J01027"
+    assert index_before[lost] == b"INE144J01027"
+    index_topic = pipeline.env["TOPIC_IDENTIFIERS"]
+    damage = Producer({"bootstrap.servers": pipeline.bootstrap})
+    for key, value in ((lost, None), (b"ticker=STRAY|INE000000000", b"INE000000000")):
+        damage.produce(index_topic, value, key, partition=partition_for(key.rsplit(b"|", 1)[0], pipeline.partitions))
+    assert damage.flush(10) == 0
+    assert lost not in index_view(pipeline)
 
     # Damage the compacted topic: one record with wrong attributes, one ISIN that no list has.
     serde, topic, n = make_serde(None), pipeline.env["TOPIC_CURRENT"], pipeline.partitions
@@ -182,6 +223,8 @@ def test_rebuild_reproduces_the_table_and_repairs_the_compacted_topic(
     assert repaired.returncode == 0, repaired.stderr
     assert repaired.summary is not None
     assert (repaired.summary["changed"], repaired.summary["removed"]) == (1, 1)
+    assert (repaired.summary["index_changed"], repaired.summary["index_removed"]) == (1, 1)
+    assert index_view(pipeline) == index_before
     # one partition at a time: a line for each, in order, each repair in its ISIN's partition
     per_partition = {
         int(m["p"]): (int(m["isins"]), int(m["changed"]), int(m["removed"]))
@@ -208,3 +251,12 @@ def test_rebuild_reproduces_the_table_and_repairs_the_compacted_topic(
     worker.wait_healthy()
     assert worker.get("/isins/US0378331005")[0] == 404
     assert worker.get("/isins/INE144J01027")[1]["listings"][0]["attributes"]["symbol"] == "20MICRONS"
+    # and its identifier index, fed from the repaired topic, finds the entry again and not the stray
+    found = wait_for(
+        "the repaired index entry in the worker's lookups",
+        lambda: (r := worker.get("/lookup?ticker=20MICRONS"))[0] == 200 and r[1]["count"] and r[1],
+        60,
+    )
+    assert [item["isin"] for item in found["items"]] == ["INE144J01027"]
+    stray = worker.get("/lookup?ticker=STRAY")
+    assert stray[0] == 200 and stray[1]["items"] == [], stray

@@ -115,3 +115,66 @@ def test_comparing_a_partition_holds_no_more_memory_for_ten_times_the_records(tm
 
     small, large = peak(2_000), peak(20_000)
     assert large < small + 64 * 1024, (small, large)
+
+
+def test_the_index_entries_of_rebuilt_records_by_index_partition_and_their_differences(tmp_path: Path) -> None:
+    """The identifier index's repair: entries computed from the rebuilt records as the workers
+    write them (a derived CUSIP, the listing's ticker), compared with a damaged topic view."""
+    from core.golden.config import GoldenConfig
+    from ops.rebuild_index import ExpectedIndex, index_differences, index_entries
+    from stream_app.golden import Golden
+    from stream_app.identifier_index import index_partition
+
+    golden = Golden(GoldenConfig(), 6)
+    records = {}
+    for isin, symbol in (("US0378331005", "AAPL"), ("US5949181045", "MSFT"), ("INE002A01018", "RELIANCE")):
+        event = {
+            "content_hash": symbol,
+            "run_id": "r",
+            "isin": isin,
+            "country_code": isin[:2],
+            "source": "nse",
+            "line": 1,
+            "attributes": {"symbol": symbol},
+            "published_at": 0,
+        }
+        built = golden.apply(merge_event(None, event))
+        assert built is not None
+        records[isin.encode()] = SERDE.encode("current", CURRENT_RECORD, built)
+    expected = ExpectedIndex(tmp_path / "expected.rdb", golden, SERDE)
+    try:
+        expected.add(sorted(records.items()))
+        by_partition = {p: list(expected.partition(p)) for p in range(6)}
+        entries = sorted(key for part in by_partition.values() for key, _ in part)
+        assert entries == sorted(
+            [
+                b"cusip=037833100|US0378331005",
+                b"cusip=594918104|US5949181045",
+                b"ticker=AAPL|US0378331005",
+                b"ticker=MSFT|US5949181045",
+                b"ticker=RELIANCE|INE002A01018",
+            ]
+        )
+        assert expected.entries == 5
+        for partition, part in by_partition.items():  # each entry in its identifier's partition
+            for key, isin in part:
+                field, _, rest = key.partition(b"=")
+                value, _, of = rest.rpartition(b"|")
+                assert of == isin
+                assert index_partition(field.decode(), value.decode(), 6) == partition
+        # the topic's view of one partition: one entry lost, one wrong value, one stray, one right
+        part = max(by_partition.values(), key=len)
+        assert part, "some partition holds an entry"
+        topic = on_disk(tmp_path / "topic.rdb", {})
+        write_changes(topic, {part[0][0]: b"XX0000000000", b"ticker=GONE|US0000000000": b"US0000000000"})
+        write_changes(topic, {b"not-an-index-key": b"ignored"})
+        try:
+            diffs = list(index_differences(iter(part), index_entries(topic)))
+        finally:
+            topic.close()
+        assert diffs == sorted(
+            [(part[0][0], part[0][1]), (b"ticker=GONE|US0000000000", None), *part[1:]], key=lambda d: d[0]
+        )
+        assert list(index_differences(iter(part), iter(part))) == []
+    finally:
+        expected.close()
