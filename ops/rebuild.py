@@ -54,7 +54,7 @@ from core.kafka.offsets import end_offsets
 from core.kafka.producing import produce
 from core.kafka.ranges import read_ranges
 from ops.client import TopicReader
-from ops.rebuild_index import ExpectedIndex, index_differences, index_entries
+from ops.rebuild_index import ExpectedIndex, index_differences, index_entries, sorted_differences
 from ops.replay import ensure_idle, set_offsets
 from schemas import Serde, make_serde
 from stream_app.dedup import Dedup
@@ -326,19 +326,11 @@ def _differences(
     serde: Serde, rebuilt: Iterator[tuple[bytes, bytes]], current: Iterator[tuple[bytes, bytes]]
 ) -> Iterator[tuple[bytes, bytes | None]]:
     """(key, record to write, or None for a tombstone) where the two sorted streams differ by content."""
-    new, old = next(rebuilt, None), next(current, None)
-    while new is not None or old is not None:
-        if old is None or (new is not None and new[0] < old[0]):
-            assert new is not None
-            yield new[0], new[1]
-            new = next(rebuilt, None)
-        elif new is None or old[0] < new[0]:
-            yield old[0], None
-            old = next(current, None)
-        else:
-            if _content(serde.decode(new[1]).record) != _content(serde.decode(old[1]).record):
-                yield new[0], new[1]
-            new, old = next(rebuilt, None), next(current, None)
+
+    def same(new: bytes, old: bytes) -> bool:
+        return _content(serde.decode(new).record) == _content(serde.decode(old).record)
+
+    return sorted_differences(rebuilt, current, same)
 
 
 class _Writer:

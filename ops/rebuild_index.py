@@ -14,7 +14,8 @@ entry the table no longer gives gets a tombstone. Disk, not memory, grows with t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import operator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from rocksdict import Options, Rdict, WriteBatch
@@ -63,11 +64,14 @@ class ExpectedIndex:
         self._db.close()
 
 
-def index_differences(
-    expected: Iterator[tuple[bytes, bytes]], current: Iterator[tuple[bytes, bytes]]
+def sorted_differences(
+    expected: Iterator[tuple[bytes, bytes]],
+    current: Iterator[tuple[bytes, bytes]],
+    same: Callable[[bytes, bytes], bool],
 ) -> Iterator[tuple[bytes, bytes | None]]:
-    """(key, value to write, or None for a tombstone) where two sorted streams of index entries
-    differ: an entry missing or different in ``current``, or one ``expected`` does not have."""
+    """(key, value to write, or None for a tombstone) where two streams of (key, value) sorted by
+    key differ: a key missing in ``current`` or whose value is not ``same``, or a key ``expected``
+    does not have. The walk of ``rebuild`` for the compacted topic and for the index alike."""
     new, old = next(expected, None), next(current, None)
     while new is not None or old is not None:
         if old is None or (new is not None and new[0] < old[0]):
@@ -78,13 +82,20 @@ def index_differences(
             yield old[0], None
             old = next(current, None)
         else:
-            if new[1] != old[1]:
+            if not same(new[1], old[1]):
                 yield new
             new, old = next(expected, None), next(current, None)
 
 
+def index_differences(
+    expected: Iterator[tuple[bytes, bytes]], current: Iterator[tuple[bytes, bytes]]
+) -> Iterator[tuple[bytes, bytes | None]]:
+    """``sorted_differences`` of index entries: an entry's value (its ISIN) compared as bytes."""
+    return sorted_differences(expected, current, operator.eq)
+
+
 def index_entries(db: Rdict) -> Iterator[tuple[bytes, bytes]]:
-    """A partition of the identifier topic as read (``rebuild._topic_partition``): its index
+    """A partition of the identifier topic as read (``rebuild._current_partition``): its index
     entries, leaving out any key that is not one (``field=value|ISIN``)."""
     for key, value in iter_items(db):
         if b"|" in key:
