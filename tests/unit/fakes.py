@@ -48,12 +48,14 @@ class ListOutput:
         self.dead: list[tuple[bytes | None, bytes]] = []
         self.changes: list[tuple[int, bytes, bytes]] = []
         self.index_records: list[tuple[int, bytes, bytes | None]] = []
-        self._pending: list[int] = []
+        self._pending: set[int] = set()
+        self._counts: dict[int, int] = {}
         self.flushes = 0
 
     def send(self, partition: int, key: bytes, value: bytes | None) -> None:
         self.sent.append((partition, key, value))
-        self._pending.append(partition)
+        self._counts[partition] = self._counts.get(partition, 0) + 1
+        self._pending.add(partition)
 
     def dead_letter(self, key: bytes | None, value: bytes) -> None:
         self.dead.append((key, value))
@@ -66,9 +68,7 @@ class ListOutput:
 
     async def flush(self) -> dict[int, int]:
         self.flushes += 1
-        offsets: dict[int, int] = {}
-        for partition in self._pending:
-            offsets[partition] = sum(1 for p, _, _ in self.sent if p == partition) - 1
+        offsets = {partition: self._counts[partition] - 1 for partition in self._pending}
         self._pending.clear()
         return offsets
 

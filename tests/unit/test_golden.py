@@ -72,6 +72,21 @@ def test_recognise_identifiers_by_their_own_check_rule() -> None:
     assert recognise(COMMERZBANK_LEI) == "lei"
     assert recognise(APPLE_FIGI) == "figi"
     assert recognise("ESVUFR") == "cfi"  # equity, shares, voting, free, fully paid, registered
+    assert recognise(APPLE_FIGI.lower()) == "figi"  # the cheap filter before stdnum takes either case
+
+
+def test_recognise_filters_figis_as_stdnum_would() -> None:
+    """The third-character filter before stdnum's FIGI check refuses only what stdnum refuses."""
+    import random
+
+    rng = random.Random(20)
+    alphabet = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
+    bodies = [APPLE_FIGI[:11], *("".join(rng.choice(alphabet) for _ in range(11)) for _ in range(3000))]
+    values = [body + stdnum_figi.calc_check_digit(body) for body in bodies]
+    for value in values:
+        expected = "figi" if stdnum_figi.is_valid(value) and not stdnum_isin.is_valid(value) else None
+        assert recognise(value) == expected, value
+    assert sum(recognise(v) == "figi" for v in values) > 0
 
 
 def test_recognise_refuses_what_is_not_an_identifier() -> None:

@@ -8,6 +8,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from core.errors import BrokerError, PublishError
+from core.kafka.clients import murmur2, partition_for
 from core.kafka.errors import kafka_error
 from core.kafka.producing import produce, produce_batch
 
@@ -85,3 +86,31 @@ def test_aiokafka_errors_become_ours_too() -> None:
 
     assert "cannot reach Kafka" in str(kafka_error(KafkaConnectionError("down"), "b:9092", "fetching"))
     assert "topics create" in str(kafka_error(UnknownTopicOrPartitionError(), "b:9092", "fetching"))
+
+
+JAVA_MURMUR2 = {
+    # Kafka's own cases for Utils.murmur2 (clients/src/test/.../UtilsTest.java), as Java ints
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+
+
+@pytest.mark.parametrize(("key", "java"), JAVA_MURMUR2.items())
+def test_murmur2_is_the_java_clients(key: bytes, java: int) -> None:
+    assert murmur2(key) == java & 0xFFFFFFFF
+
+
+def test_murmur2_agrees_with_aiokafka_on_every_length() -> None:
+    import random
+
+    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+    rng = random.Random(22)
+    keys = [rng.randbytes(n) for n in range(70) for _ in range(20)]
+    keys += [b"lei=HWUPKR0MPOU8FGXBT394|US0378331005", b"cusip=037833100|US0378331005", b"\xff" * 33]
+    assert [murmur2(k) for k in keys] == [aiokafka_murmur2(k) for k in keys]
+    assert {partition_for(k, 6) for k in keys} == set(range(6))
