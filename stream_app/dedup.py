@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from core.failpoints import failpoint
 from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING_CHANGE, Serde, SerializationError
 from schemas.fastpath import NewRecordWriter, leading_strings
+from schemas.fastrecords import EventReader, fast_encoder
 from stream_app.changes import backfill_changes, listing_changes
 from stream_app.golden import Golden
 from stream_app.records import listing_hashes, merge_event, remove_source
@@ -125,10 +126,11 @@ class Dedup:
         self._output = output
         self._seen = seen
         self._reindex = reindex
-        self._encode = serde.encoder(current_topic, CURRENT_RECORD)
+        self._encode = fast_encoder(serde, current_topic, CURRENT_RECORD)
+        self._read_event = EventReader(serde)
         self._new_record = NewRecordWriter(serde, current_topic)
         self._encode_dead = serde.encoder(dlq_topic, DEAD_LETTER) if dlq_topic else None
-        self._encode_change = serde.encoder(changes_topic, LISTING_CHANGE) if changes_topic else None
+        self._encode_change = fast_encoder(serde, changes_topic, LISTING_CHANGE) if changes_topic else None
         self._clock = clock
         self._changes_empty = changes_empty
         self._backfill_checked: set[int] = set()
@@ -167,6 +169,7 @@ class Dedup:
         decode = self._serde.decode
         encode = self._encode
         new_record = self._new_record
+        read_event = self._read_event
         for index, rec in enumerate(records):
             key = rec.key
             value = rec.value
@@ -205,15 +208,17 @@ class Dedup:
                     send(partition, key, fresh)
                     stats.new += 1
                     continue
-            try:
-                decoded = decode(value)
-            except SerializationError as exc:
-                self._reject(partition, rec.offset, str(exc), value)
-                continue
-            if decoded.schema is not ISIN_EVENT:
-                self._reject(partition, rec.offset, f"a keyed {decoded.schema.name} is not an ISIN event", value)
-                continue
-            event = decoded.record
+            event = read_event(value)  # None: not read by hand; the serde decodes or rejects it
+            if event is None:
+                try:
+                    decoded = decode(value)
+                except SerializationError as exc:
+                    self._reject(partition, rec.offset, str(exc), value)
+                    continue
+                if decoded.schema is not ISIN_EVENT:
+                    self._reject(partition, rec.offset, f"a keyed {decoded.schema.name} is not an ISIN event", value)
+                    continue
+                event = decoded.record
             if event["isin"].encode() != key:
                 self._reject(partition, rec.offset, f"key {key!r} is not the event's ISIN {event['isin']}", value)
                 continue
@@ -226,7 +231,8 @@ class Dedup:
             pending[key] = new_value
             send(partition, key, new_value)
             if self._encode_change is not None:
-                slot = event.get("slot") or event["published_at"]
+                slot = event.get("slot")
+                slot = event["published_at"] if slot is None else slot
                 self._changes(partition, key, old_record, merged, event["run_id"], slot)
             if old is None:
                 stats.new += 1
