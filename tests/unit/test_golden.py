@@ -75,6 +75,23 @@ def test_recognise_identifiers_by_their_own_check_rule() -> None:
     assert recognise(APPLE_FIGI.lower()) == "figi"  # the cheap filter before stdnum takes either case
 
 
+def test_the_cusip_inside_an_isin_is_checked_as_stdnum_checks_it() -> None:
+    import random
+
+    from stdnum import cusip as stdnum_cusip
+
+    from core.golden.identifiers import _cusip_inside
+
+    rng = random.Random(9)
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    bodies = ["03783310", *("".join(rng.choice(alphabet) for _ in range(8)) for _ in range(2000))]
+    values = [b + stdnum_cusip.calc_check_digit(b) for b in bodies] + [b + rng.choice(alphabet) for b in bodies]
+    values += ["037833100", "03783310a", "0378331O0", "037833 00", "0378331000", "03783310", "é37833100"]
+    for value in values:
+        assert _cusip_inside(value) == stdnum_cusip.is_valid(value), value
+    assert sum(map(_cusip_inside, values)) > 2000
+
+
 def test_recognise_filters_figis_as_stdnum_would() -> None:
     """The third-character filter before stdnum's FIGI check refuses only what stdnum refuses."""
     import random
