@@ -23,16 +23,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from core.failpoints import failpoint
 from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING_CHANGE, Serde, SerializationError
 from schemas.fastpath import NewRecordWriter, leading_strings
 from schemas.fastrecords import EventReader, fast_encoder
 from stream_app.changes import backfill_changes, listing_changes
+from stream_app.dedup_io import DedupStats, Output, Reindex, read_segment
 from stream_app.golden import Golden
 from stream_app.records import listing_hashes, merge_event, remove_source
 from stream_app.seen import SeenIndex
@@ -43,67 +43,6 @@ logger = logging.getLogger(__name__)
 SWEEP_YIELD_EVERY = 20_000
 YIELD_EVERY = 2_000
 """Events of a batch between two yields to the event loop (a fetch holds up to MAX_POLL_RECORDS)."""
-
-
-class Output(Protocol):
-    def send(self, partition: int, key: bytes, value: bytes | None) -> None: ...
-
-    def change(self, partition: int, key: bytes, value: bytes) -> None: ...
-
-    def index(self, partition: int, key: bytes, value: bytes | None) -> None: ...
-
-    def dead_letter(self, key: bytes | None, value: bytes) -> None: ...
-
-    async def flush(self) -> dict[int, int]: ...
-
-
-Reindex = Callable[[int, str, int, int], Awaitable[Iterable[bytes] | None]]
-"""(partition, run id, first offset, end offset) -> the run's keys in that range, or None if
-the range is no longer complete in the raw topic."""
-
-
-@dataclass
-class DedupStats:
-    events: int = 0
-    new: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    rejected: int = 0
-    markers: int = 0
-    sweeps: int = 0
-    sweeps_skipped: int = 0
-    reindexed_runs: int = 0
-    redelivered: int = 0  # records delivered again that the table held already: skipped
-    first_event_at: float = 0.0  # wall-clock time this worker began its first batch
-    last_event_at: float = 0.0  # ... and committed its latest one
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def add_batch(self, batch: DedupStats) -> None:
-        """Count a batch once it is committed, so the counters never run ahead of the table."""
-        self.events += batch.events
-        self.new += batch.new
-        self.changed += batch.changed
-        self.unchanged += batch.unchanged
-        self.rejected += batch.rejected
-        batch.events = batch.new = batch.changed = batch.unchanged = batch.rejected = 0
-
-
-def _read_segment(
-    read: Callable[[list[bytes]], list[bytes | None]], records: Sequence[Any], start: int
-) -> dict[bytes, bytes | None]:
-    """The stored records of the events' keys from ``start`` up to the next end-of-run marker,
-    in one multi-get: one call into RocksDB for a fetch's worth of keys, not one per event."""
-    keys: list[bytes] = []
-    for rec in records[start:]:
-        if rec.value is None:
-            continue
-        if rec.key is None:
-            break
-        keys.append(rec.key)
-    return dict(zip(keys, read(keys), strict=True))
 
 
 class Dedup:
@@ -184,7 +123,7 @@ class Dedup:
                 olds = None
                 continue
             if olds is None:
-                olds = _read_segment(read, records, index)
+                olds = read_segment(read, records, index)
             stats.events += 1
             if not stats.events % YIELD_EVERY:
                 await asyncio.sleep(0)  # a large batch: queries and heartbeats go on meanwhile

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from stream_app.dedup import DedupStats
+from stream_app.dedup_io import DedupStats
 
 
 class StreamMetrics:

@@ -1,0 +1,70 @@
+"""What the dedup loop (``stream_app/dedup.py``) works with: the output it writes to, the reindex
+callback of a run whose seen ISINs were lost, its counters, and the batched read of a segment's
+stored records."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+
+class Output(Protocol):
+    def send(self, partition: int, key: bytes, value: bytes | None) -> None: ...
+
+    def change(self, partition: int, key: bytes, value: bytes) -> None: ...
+
+    def index(self, partition: int, key: bytes, value: bytes | None) -> None: ...
+
+    def dead_letter(self, key: bytes | None, value: bytes) -> None: ...
+
+    async def flush(self) -> dict[int, int]: ...
+
+
+Reindex = Callable[[int, str, int, int], Awaitable[Iterable[bytes] | None]]
+"""(partition, run id, first offset, end offset) -> the run's keys in that range, or None if
+the range is no longer complete in the raw topic."""
+
+
+@dataclass
+class DedupStats:
+    events: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    markers: int = 0
+    sweeps: int = 0
+    sweeps_skipped: int = 0
+    reindexed_runs: int = 0
+    redelivered: int = 0  # records delivered again that the table held already: skipped
+    first_event_at: float = 0.0  # wall-clock time this worker began its first batch
+    last_event_at: float = 0.0  # ... and committed its latest one
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def add_batch(self, batch: DedupStats) -> None:
+        """Count a batch once it is committed, so the counters never run ahead of the table."""
+        self.events += batch.events
+        self.new += batch.new
+        self.changed += batch.changed
+        self.unchanged += batch.unchanged
+        self.rejected += batch.rejected
+        batch.events = batch.new = batch.changed = batch.unchanged = batch.rejected = 0
+
+
+def read_segment(
+    read: Callable[[list[bytes]], list[bytes | None]], records: Sequence[Any], start: int
+) -> dict[bytes, bytes | None]:
+    """The stored records of the events' keys from ``start`` up to the next end-of-run marker,
+    in one multi-get: one call into RocksDB for a fetch's worth of keys, not one per event."""
+    keys: list[bytes] = []
+    for rec in records[start:]:
+        if rec.value is None:
+            continue
+        if rec.key is None:
+            break
+        keys.append(rec.key)
+    return dict(zip(keys, read(keys), strict=True))
