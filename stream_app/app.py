@@ -100,6 +100,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         value_type=bytes,
         partitions=partitions,
         changelog_topic=changelog,
+        options=settings.table_options(),
         help="Current record of every ISIN, keyed by ISIN; changelog = the current-records topic.",
     )
     serde = make_serde(settings.schema_registry_config())

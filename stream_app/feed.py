@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import Rdict, WriteBatch
 
 from core.kafka import new_consumer
+from stream_app.local_rocksdb import local_options
 from stream_app.settings import StreamSettings
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class FedRocksDB:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = Rdict(str(path), Options(raw_mode=True))
+        self._db = Rdict(str(path), local_options())
 
     def close(self) -> None:
         self._db.close()

@@ -31,7 +31,9 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rocksdict import Options, Rdict, RdictIter, WriteBatch
+from rocksdict import Rdict, RdictIter, WriteBatch
+
+from stream_app.local_rocksdb import local_options
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +79,7 @@ def _prefix(partition: int, run_id: str) -> bytes:
 class SeenIndex:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        opts = Options(raw_mode=True)
-        opts.create_if_missing(True)
-        self._db = Rdict(str(path), opts)
+        self._db = Rdict(str(path), local_options())
         self._fresh: set[int] = set()
         self._applied: dict[int, int] = {}
 

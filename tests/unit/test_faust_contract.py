@@ -398,3 +398,17 @@ def test_the_installed_versions_are_the_exactly_pinned_ones() -> None:
     pins = {"faust-streaming==0.15.3", "aiokafka==0.14.0"}
     assert pins <= set(pyproject["project"]["dependencies"]), "pyproject.toml must pin both exactly"
     assert (version("faust-streaming"), version("aiokafka")) == ("0.15.3", "0.14.0")
+
+
+def test_the_table_opens_its_partitions_with_bounded_rocksdb_memory(fresh: BatchingApp) -> None:
+    """Faust's defaults give every table partition a 2 GB block cache and three 64 MB memtables;
+    the table's store is given the settings' instead, and opens a partition with them."""
+    settings = stream_context(fresh).settings
+    store = stream_context(fresh).table.data
+    options = store.rocksdb_options
+    assert options.block_cache_size == settings.table_block_cache_mb * 1024 * 1024 < 2 * 1024**3
+    assert options.write_buffer_size == settings.table_write_buffer_mb * 1024 * 1024 < 64 * 1024 * 1024
+    assert options.max_write_buffer_number == 2
+    db = partition_db(store, 0)  # opened with those options: a put and a get work
+    db[b"k"] = b"v"
+    assert db[b"k"] == b"v"
