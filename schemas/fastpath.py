@@ -167,6 +167,27 @@ def _after_string(data: bytes, i: int) -> int:
     return i + n
 
 
+class ExactEvents:
+    """``body_at(value)``: where the Avro body of an IsinEvent written in exactly this version's
+    schema starts, or None for any other value (another version, another schema, not Avro in a
+    known wire format). The answer for each wire-format header is remembered."""
+
+    def __init__(self, serde: Serde) -> None:
+        self._serde = serde
+        self._exact: dict[bytes, bool] = {}
+
+    def body_at(self, value: bytes) -> int | None:
+        try:
+            body = header_length(value)
+        except (SerializationError, IndexError):
+            return None
+        head = bytes(value[:body])
+        exact = self._exact.get(head)
+        if exact is None:
+            exact = self._exact[head] = self._serde.writes_exactly(value, ISIN_EVENT)
+        return body if exact else None
+
+
 class NewRecordWriter:
     """The CurrentRecord of an ISIN the table does not hold yet, from its IsinEvent's bytes.
 
@@ -179,7 +200,7 @@ class NewRecordWriter:
         self._serde = serde
         self._topic = current_topic
         self._head = b""  # the CurrentRecord header, from the serde at the first record
-        self._exact: dict[bytes, bool] = {}
+        self._events = ExactEvents(serde)
 
     def _header(self) -> bytes:
         sample: dict[str, Any] = {
@@ -195,15 +216,8 @@ class NewRecordWriter:
         return self._head
 
     def __call__(self, key: bytes, value: bytes) -> bytes | None:
-        try:
-            body = header_length(value)
-        except SerializationError:
-            return None
-        head = value[:body]
-        exact = self._exact.get(head)
-        if exact is None:
-            exact = self._exact[head] = self._serde.writes_exactly(value, ISIN_EVENT)
-        if not exact:
+        body = self._events.body_at(value)
+        if body is None:
             return None
         try:
             return self._join(key, value, body)

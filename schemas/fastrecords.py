@@ -27,9 +27,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.catalog import CURRENT_RECORD, ISIN_EVENT, LISTING_CHANGE, AvroSchema
-from schemas.fastpath import _varint, header_length, zigzag_varint
-from schemas.serde import Serde, SerializationError
+from schemas.catalog import CURRENT_RECORD, LISTING_CHANGE, AvroSchema
+from schemas.fastpath import ExactEvents, _varint, header_length, zigzag_varint
+from schemas.serde import Serde
 
 _SMALL = tuple(bytes((n << 1,)) for n in range(64))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -213,19 +213,11 @@ class EventReader:
     is not an IsinEvent of exactly this version, well-formed (then decode it with the serde)."""
 
     def __init__(self, serde: Serde) -> None:
-        self._serde = serde
-        self._exact: dict[bytes, bool] = {}
+        self._events = ExactEvents(serde)
 
     def __call__(self, value: bytes) -> dict[str, Any] | None:
-        try:
-            body = header_length(value)
-        except (SerializationError, IndexError):
-            return None
-        head = bytes(value[:body])
-        exact = self._exact.get(head)
-        if exact is None:
-            exact = self._exact[head] = self._serde.writes_exactly(value, ISIN_EVENT)
-        if not exact:
+        body = self._events.body_at(value)
+        if body is None:
             return None
         try:
             return _read_event(value, body)
