@@ -21,6 +21,13 @@ from core.errors import BrokerError
 
 logger = logging.getLogger(__name__)
 
+FOLLOW_WAIT_S = 0.5
+BOUNDED_WAIT_S = 0.05
+"""How long one ``consume`` waits in a bounded read. A range of a transactional topic usually
+ends with a commit marker, which is never delivered: the end shows only in the consumer's
+position, checked after a ``consume`` that returned nothing. Waiting 0.5 s there cost every
+bounded read (a rebuild reads two per partition) half a second or more."""
+
 
 def reading_consumer(conf: Mapping[str, Any], group: str, **overrides: Any) -> Consumer:
     """A consumer for reading by assignment: no commits, short fetch backoff (librdkafka's
@@ -62,7 +69,7 @@ def read_ranges(
         consumer.assign([TopicPartition(topic, p, off) for p, off in start.items() if p in todo or ends is None])
         last_progress = time.monotonic()
         while ends is None or todo:
-            messages = consumer.consume(batch, timeout=0.5)
+            messages = consumer.consume(batch, timeout=FOLLOW_WAIT_S if ends is None else BOUNDED_WAIT_S)
             if messages:
                 last_progress = time.monotonic()
             elif ends is not None:
