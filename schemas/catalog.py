@@ -81,5 +81,7 @@ def content_hash(source: str, attributes: Mapping[str, str]) -> str:
     Two listings with equal hashes are treated as equal: 64 bits make an accidental
     collision between two versions of the same ISIN's row vanishingly unlikely.
     """
-    text = "\x1e".join([source, *(f"{k}\x1f{attributes[k]}" for k in sorted(attributes))])
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    parts = [source]
+    for k in sorted(attributes):
+        parts.append(k + "\x1f" + attributes[k])
+    return hashlib.blake2b("\x1e".join(parts).encode(), digest_size=8).hexdigest()

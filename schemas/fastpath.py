@@ -29,8 +29,7 @@ from schemas.catalog import CURRENT_RECORD, ISIN_EVENT, LISTING_CHANGE
 from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, Serde, SerializationError
 
 
-def zigzag_varint(n: int) -> bytes:
-    """An Avro ``long``: zig-zag encoded, then a little-endian base-128 varint."""
+def _zigzag_varint(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
     while n & ~0x7F:
@@ -38,6 +37,15 @@ def zigzag_varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+_SMALL = tuple(_zigzag_varint(n) for n in range(8192))
+"""The varints of 0 to 8191 (string lengths, map sizes, the first lines of a list), made once."""
+
+
+def zigzag_varint(n: int) -> bytes:
+    """An Avro ``long``: zig-zag encoded, then a little-endian base-128 varint."""
+    return _SMALL[n] if 0 <= n < 8192 else _zigzag_varint(n)
 
 
 def avro_string(text: str) -> bytes:
@@ -101,6 +109,7 @@ class EventEncoder:
         for an encoder in another process; else it is asked of ``serde``. ``slot_ms``: the run's
         slot (null when not given)."""
         self._run_id = avro_string(run_id)
+        self._names: dict[str, bytes] = {}
         self._source = avro_string(source)
         # the last two fields never change within a run: published_at, then the slot's union
         self._published = zigzag_varint(published_at_ms) + (
@@ -129,10 +138,14 @@ class EventEncoder:
 
     def __call__(self, isin: str, line: int, attributes: Mapping[str, str], content_hash: str) -> bytes:
         if attributes:
+            names = self._names
             parts = [zigzag_varint(len(attributes))]
             for name, text in attributes.items():
-                parts.append(avro_string(name))
-                parts.append(avro_string(text))
+                head = names.get(name)
+                if head is None:  # a list has a few column names: each is encoded once
+                    head = names[name] = avro_string(name)
+                raw = text.encode()
+                parts += (head, zigzag_varint(len(raw)), raw)
             parts.append(b"\x00")
             attrs = b"".join(parts)
         else:

@@ -21,9 +21,13 @@ DEAD_LETTER_RAW_CHARS = 4000
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
-    """A record with an ISIN value (not yet validated) and its other fields as attributes."""
+    """A record with an ISIN value (not yet validated) and its other fields as attributes.
+
+    Not frozen, though nothing changes one: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__``, 1.0 against 0.27 µs a row, and every row of every list
+    makes one."""
 
     line: int
     """1-based line (text), row (spreadsheet) or record number (XML, JSON)."""
