@@ -68,11 +68,24 @@ def _millis(value: Any) -> bytes:
     return encoded
 
 
+ENCODED_MAX = 16384
+_ENCODED: dict[str, bytes] = {}
+"""Strings encoded lately. A record repeats its values (an LEI is an attribute, a field, a golden
+value and an identifier; every listing names its source and run), and names repeat across
+records: 28 strings of a GLEIF record take 13 encodings."""
+
+
 def _str(text: str, out: list[bytes]) -> None:
-    raw = text.encode()
-    n = len(raw)
-    out.append(_SMALL[n] if n < 64 else zigzag_varint(n))
-    out.append(raw)
+    encoded = _ENCODED.get(text)
+    if encoded is None:
+        if type(text) is not str:
+            raise _Unexpected(text)
+        if len(_ENCODED) >= ENCODED_MAX:
+            _ENCODED.clear()
+        raw = text.encode()
+        n = len(raw)
+        encoded = _ENCODED[text] = (_SMALL[n] if n < 64 else zigzag_varint(n)) + raw
+    out.append(encoded)
 
 
 def _map(values: Mapping[str, str], out: list[bytes]) -> None:
@@ -87,7 +100,7 @@ def _map(values: Mapping[str, str], out: list[bytes]) -> None:
 def _strings(items: list[str], out: list[bytes]) -> None:
     if len(items):
         out.append(_long(len(items)))
-        for text in items:
+        for text in items:  # source names, field names
             _str(text, out)
     out.append(b"\x00")
 

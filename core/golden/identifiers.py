@@ -15,7 +15,7 @@ worker's hot path: cheap length and character filters come before ``stdnum``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 from stdnum import cfi, cusip, figi, isin, lei
@@ -48,12 +48,16 @@ def _valid(field: str, code: str) -> bool:
     return len(code) == _LENGTHS[field] and _CHECKED[field](code)
 
 
-def derived_identifiers(isin_value: str) -> dict[str, str]:
+@lru_cache(maxsize=1024)
+def derived_identifiers(isin_value: str) -> Mapping[str, str]:
     """The CUSIP (US, CA) or SEDOL (GB, IE) inside an ISIN, where its own check rule holds.
 
     ``US0378331005`` -> ``{"cusip": "037833100"}``; ``GB0002634946`` -> ``{"sedol": "0263494"}``.
     Other countries' ISINs wrap other national numbers (a German WKN, an Indian NSDL code) that
     are not fields here: they give ``{}``.
+
+    Remembered for the last ISINs asked (read-only, hence ``Mapping``): the worker asks for a
+    record's golden view and then for its index keys, one after the other.
     """
     if len(isin_value) != 12:
         return {}

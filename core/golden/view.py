@@ -125,11 +125,11 @@ def canonical_fields(source: str, attributes: Mapping[str, str], config: GoldenC
 
 def _per_source(
     isin: str, listings: Sequence[Mapping[str, Any]], config: GoldenConfig
-) -> list[tuple[str, dict[str, str]]]:
+) -> list[tuple[str, Mapping[str, str]]]:
     """Each source's canonical fields, ``derived`` first; a source's second listing is ignored.
     A listing that carries its ``fields`` already (computed under ``config`` by the caller, as
     the stream worker's ``Golden.apply`` does) is not computed again."""
-    found: list[tuple[str, dict[str, str]]] = []
+    found: list[tuple[str, Mapping[str, str]]] = []
     derived = derived_identifiers(isin)
     if derived:
         found.append((DERIVED, derived))

@@ -3,6 +3,7 @@ reads and writes, in both wire formats, and hands everything else to the serde."
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -214,3 +215,24 @@ def test_the_event_reader_declines_what_the_serde_must_judge() -> None:
     assert read(bad_utf8) is None
     with pytest.raises(SerializationError):
         serde.decode(bad_utf8)
+
+
+def test_strings_remembered_by_the_writer_stay_right_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer remembers encoded strings up to a bound, then forgets them all: records with
+    more distinct strings than that, and strings met again after the reset, encode as the serde
+    encodes them."""
+    from schemas import fastrecords
+
+    monkeypatch.setattr(fastrecords, "ENCODED_MAX", 500)
+    monkeypatch.setattr(fastrecords, "_ENCODED", {})
+    serde = make_serde(None)
+    fast = fast_encoder(serde, "current", CURRENT_RECORD)
+    fast(random_current(random.Random(0)))  # the header, from the serde
+    rng = random.Random(7)
+    records = [random_current(rng) for _ in range(300)]
+    sizes = []
+    for record in records * 2:  # the second round meets the first round's strings after resets
+        assert fast(record) == serde.encode("current", CURRENT_RECORD, record)
+        sizes.append(len(fastrecords._ENCODED))
+    assert max(sizes) <= 500
+    assert sum(1 for a, b in itertools.pairwise(sizes) if b < a) >= 4  # it was reset, more than once
