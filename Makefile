@@ -36,7 +36,7 @@ typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 pytest: $(VENV)/.installed-test
-	$(BIN)/pytest -n 3
+	$(BIN)/pytest -n 4
 
 test: lint typecheck pytest
 
