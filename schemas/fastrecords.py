@@ -31,7 +31,6 @@ from schemas.catalog import CURRENT_RECORD, LISTING_CHANGE, AvroSchema
 from schemas.fastpath import ExactEvents, _varint, header_length, zigzag_varint
 from schemas.serde import Serde
 
-_SMALL = tuple(bytes((n << 1,)) for n in range(64))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHANGE_KIND = {"NEW": b"\x00", "CHANGED": b"\x02"}
 _CHANGE_OP = {"LISTED": b"\x00", "AMENDED": b"\x02", "DELISTED": b"\x04"}
@@ -46,7 +45,7 @@ class _Unexpected(Exception):
 def _long(n: int) -> bytes:
     if type(n) is not int:
         raise _Unexpected(n)
-    return _SMALL[n] if 0 <= n < 64 else zigzag_varint(n)
+    return zigzag_varint(n)  # small values from its table
 
 
 _STAMPS: dict[int, bytes] = {}
@@ -83,8 +82,7 @@ def _str(text: str, out: list[bytes]) -> None:
         if len(_ENCODED) >= ENCODED_MAX:
             _ENCODED.clear()
         raw = text.encode()
-        n = len(raw)
-        encoded = _ENCODED[text] = (_SMALL[n] if n < 64 else zigzag_varint(n)) + raw
+        encoded = _ENCODED[text] = zigzag_varint(len(raw)) + raw
     out.append(encoded)
 
 
