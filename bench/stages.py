@@ -106,16 +106,26 @@ class Worker:
         return time.perf_counter()
 
     def peak_rss_mb(self) -> float | None:
-        """The worker's peak resident memory so far (its VmHWM), while it runs."""
+        """The worker's peak resident memory so far, while it runs: its VmHWM plus its feed
+        process's (the sum of two peaks, so never below the pair's true peak)."""
         if self.proc is None or self.proc.poll() is not None:
             return None
+        pids = [self.proc.pid]
         try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
+            for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+                pids += [int(child) for child in (task / "children").read_text().split()]
         except (OSError, ValueError):
             return None
-        return None
+        total_kb = 0
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total_kb += int(line.split()[1])
+            except (OSError, ValueError):
+                if pid == self.proc.pid:
+                    return None
+        return round(total_kb / 1024, 1) if total_kb else None
 
     def stats(self) -> dict[str, Any]:
         status, body = get_json(f"{self.api}/stats", timeout=30)

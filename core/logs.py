@@ -140,3 +140,12 @@ def setup_logging(level: str = "INFO", fmt: str = "text", library_level: str = "
         # Connection failures are reported once by our own error callbacks; librdkafka would
         # repeat them every few milliseconds.
         logging.getLogger("librdkafka").setLevel(logging.CRITICAL)
+
+
+def logging_setup() -> tuple[str, str, str]:
+    """The (level, format, library level) ``setup_logging`` was last given, as near as the root
+    logger tells: for a child process to log as its parent does."""
+    root = logging.getLogger()
+    fmt = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "text"
+    library = logging.getLogger(_QUIET[0]).level or logging.WARNING
+    return logging.getLevelName(root.level), fmt, logging.getLevelName(library)

@@ -30,10 +30,8 @@ from stream_app.faust import (
     table_offsets,
     table_ready,
 )
-from stream_app.feed import TopicFeed
+from stream_app.feed_process import FeedProcess, store_paths, wait_for_stores
 from stream_app.golden import Golden
-from stream_app.history import HistoryStore
-from stream_app.identifier_index import IdentifierIndex
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.reindex import RawRangeReader
@@ -106,6 +104,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
     serde = make_serde(settings.schema_registry_config())
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     if check_state:
+        wait_for_stores(store_paths(settings))  # a feed process of an earlier start has let go of them
         _rebuild_if_ahead(settings, table)
     store = FaustTableStore(table, table_offsets(table, list(range(partitions))))
     output = OutputWriter(
@@ -142,10 +141,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         golden=golden,
     )
     metrics = StreamMetrics()
-    history_store = HistoryStore(settings.state_dir / f"{settings.app_id}-history.rdb", serde, golden)
-    history = TopicFeed(settings, settings.topic_changes, history_store, "history")
-    index_store = IdentifierIndex(settings.state_dir / f"{settings.app_id}-identifiers.rdb")
-    index = TopicFeed(settings, settings.topic_identifiers, index_store, "identifiers")
+    feeds = FeedProcess(settings)  # the history and the identifier index, fed outside the dedup loop's GIL
     ctx = StreamContext(
         settings,
         serde,
@@ -155,8 +151,8 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         output,
         seen,
         metrics,
-        history=history,
-        index=index,
+        history=feeds.history,
+        index=feeds.index,
         golden=golden,
         conflicts=ConflictReport(store, serde),
     )
@@ -190,10 +186,8 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         standby = standby_partitions(app)
         logger.info("partitions assigned: active %s, standby %s", sorted(active), sorted(standby))
         kept = active | (standby if settings.query_standbys else set())
-        for feed in (history, index):
-            feed.assign(kept)
-            if not feed.started:
-                feed.start()
+        feeds.assign(kept)
+        feeds.start()
 
     @app.timer(interval=settings.conflict_scan_s)  # type: ignore[misc]
     async def count_conflicts() -> None:
@@ -207,8 +201,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
     @app.on_before_shutdown.connect  # type: ignore[misc]
     def on_shutdown(app_: Any, **kwargs: Any) -> None:
         output.close()
-        history.stop()
-        index.stop()
+        feeds.stop()
 
     web.register(app, ctx)
     return app

@@ -9,10 +9,8 @@ from typing import Any
 from schemas import Serde
 from stream_app.conflicts import ConflictReport
 from stream_app.dedup import Dedup
-from stream_app.feed import TopicFeed
+from stream_app.feed import Feed, HistoryReads, IndexReads
 from stream_app.golden import Golden
-from stream_app.history import HistoryStore
-from stream_app.identifier_index import IdentifierIndex
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
 from stream_app.seen import SeenIndex
@@ -33,9 +31,9 @@ class StreamContext:
     output: OutputWriter
     seen: SeenIndex
     metrics: StreamMetrics
-    history: TopicFeed[HistoryStore] | None = None
+    history: Feed[HistoryReads] | None = None
     """This worker's history of its partitions, fed from the change topic."""
-    index: TopicFeed[IdentifierIndex] | None = None
+    index: Feed[IndexReads] | None = None
     """This worker's partitions of the identifier index, fed from the identifier topic."""
     golden: Golden | None = None
     """The golden configuration (``SOURCES_FILE``) the records are built under."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -26,6 +27,10 @@ from stream_app.local_rocksdb import local_options
 from stream_app.settings import StreamSettings
 
 logger = logging.getLogger(__name__)
+
+
+class FeedUnavailable(Exception):
+    """A fed store cannot be read now (its feed process is not running or did not answer)."""
 
 
 class FeedStore(Protocol):
@@ -85,6 +90,66 @@ def partition_bytes(partition: int) -> bytes:
 
 
 S = TypeVar("S", bound=FeedStore)
+R = TypeVar("R", covariant=True)
+
+
+class HistoryReads(Protocol):
+    """What queries read of a history (``HistoryStore``, or the feed process's answer for it)."""
+
+    def changes(self, partition: int, isin: str, source: str | None = None) -> list[dict[str, Any]]: ...
+
+    def as_of(
+        self, partition: int, isin: str, valid_at_ms: int, known_at_ms: int | None = None, source: str | None = None
+    ) -> dict[str, Any] | None: ...
+
+
+class IndexReads(Protocol):
+    """What lookups read of an identifier index (``IdentifierIndex``, or the feed process's answer)."""
+
+    def isins(self, partition: int, field: str, value: str) -> list[str]: ...
+
+
+class Feed(Protocol[R]):
+    """A fed store as the worker's queries see it: ``TopicFeed`` in this process, or
+    ``stream_app.feed_process.RemoteFeed`` for one in the feed process."""
+
+    @property
+    def store(self) -> R: ...
+
+    def caught_up(self, partition: int) -> bool: ...
+
+    def lag(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    """A feed's progress, as its thread last saw it (and as a feed process reports it)."""
+
+    assigned: frozenset[int] | None
+    """The partitions the feed's consumer is assigned; None before its first assignment."""
+    high: dict[int, int]
+    """Each partition's high watermark at its latest fetch."""
+    offsets: dict[int, int]
+    """The last offset the store applied, per assigned partition."""
+
+    def caught_up(self, partition: int) -> bool:
+        """Whether the partition's store holds every record up to the topic's end at the last fetch."""
+        if self.assigned is None or partition not in self.assigned:
+            return False
+        high = self.high.get(partition)
+        return high is not None and self.offsets.get(partition, -1) >= high - 1
+
+    def lag(self) -> int | None:
+        """Records not yet in the store over the assigned partitions; None before every one was fetched."""
+        if self.assigned is None:
+            return None
+        total = 0
+        for partition in self.assigned:
+            high = self.high.get(partition)
+            if high is None:
+                return None
+            total += max(0, high - 1 - self.offsets.get(partition, -1))
+        return total
 
 
 class TopicFeed(Generic[S]):
@@ -122,26 +187,21 @@ class TopicFeed(Generic[S]):
     def owns(self, partition: int) -> bool:
         return partition in self._wanted
 
+    def status(self) -> FeedStatus:
+        """What the feed holds now: the partitions assigned, each one's high watermark at its
+        latest fetch, and the last offset its store applied."""
+        assigned = self._assigned
+        offsets = {p: self.store.offset(p) for p in assigned} if assigned is not None else {}
+        return FeedStatus(assigned, dict(self._high), offsets)
+
     def caught_up(self, partition: int) -> bool:
         """Whether the partition's store holds every record up to the topic's end at the last fetch."""
-        if partition not in self._wanted or self._assigned is None or partition not in self._assigned:
-            return False
-        high = self._high.get(partition)
-        return high is not None and self.store.offset(partition) >= high - 1
+        return partition in self._wanted and self.status().caught_up(partition)
 
     def lag(self) -> int | None:
         """Records of the topic not yet in the store, over the partitions kept, as of the latest
         fetch; None before every partition has been fetched once."""
-        assigned = self._assigned
-        if assigned is None:
-            return None
-        total = 0
-        for partition in assigned:
-            high = self._high.get(partition)
-            if high is None:
-                return None
-            total += max(0, high - 1 - self.store.offset(partition))
-        return total
+        return self.status().lag()
 
     def _run(self) -> None:
         consumer = new_consumer(

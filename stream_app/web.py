@@ -30,6 +30,7 @@ from core.kafka import partition_for
 from schemas import jsonable
 from stream_app.context import StreamContext
 from stream_app.faust import standby_caught_up, table_ready
+from stream_app.feed import FeedUnavailable
 from stream_app.records import record_json
 from stream_app.store import KeyCounts
 from stream_app.web_base import HOP_HEADER, MAX_PAGE, SERVED_BY_HEADER, ApiView, ident
@@ -172,10 +173,13 @@ async def answer_history(view: Isin, request: Request, value: str, as_of: bool) 
     if feed is None or not feed.caught_up(partition):
         return view.error(503, f"the history of partition {partition} is catching up with the change topic; retry")
     headers = {SERVED_BY_HEADER: served_by}
-    if not as_of:
-        changes = [jsonable(c) for c in feed.store.changes(partition, value, source)]
-        return view.json({"isin": value, "changes": changes}, headers=headers)
-    record: Any = feed.store.as_of(partition, value, valid_at, known_at, source)
+    try:
+        if not as_of:
+            changes = [jsonable(c) for c in feed.store.changes(partition, value, source)]
+            return view.json({"isin": value, "changes": changes}, headers=headers)
+        record: Any = feed.store.as_of(partition, value, valid_at, known_at, source)
+    except FeedUnavailable as exc:
+        return view.error(503, f"the history of partition {partition} cannot be read now ({exc}); retry")
     if record is None:
         return view.error(404, "no source listed it then", isin=value, as_of=query["as_of"], headers=headers)
     return view.json(record_json(record), headers=headers)

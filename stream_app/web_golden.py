@@ -22,6 +22,7 @@ from yarl import URL
 
 from core.golden import FIELDS, LOOKUP_FIELDS, clean
 from core.kafka import partition_for
+from stream_app.feed import FeedUnavailable
 from stream_app.identifier_index import identifier, index_partition
 from stream_app.records import record_json
 from stream_app.web_base import HOP_HEADER, MAX_PAGE, SERVED_BY_HEADER, ApiView, ident
@@ -76,7 +77,10 @@ class Lookup(ApiView):
                     return self.error(503, "no worker owns this identifier's partition yet (rebalancing); retry")
         if feed is None or not feed.caught_up(partition):
             return self.error(503, f"the identifier index of partition {partition} is catching up; retry")
-        isins = [i for i in feed.store.isins(partition, field_name, value) if i > after][:limit]
+        try:
+            isins = [i for i in feed.store.isins(partition, field_name, value) if i > after][:limit]
+        except FeedUnavailable as exc:
+            return self.error(503, f"the identifier index of partition {partition} cannot be read now ({exc}); retry")
         records = await asyncio.gather(*(self._record(request, isin) for isin in isins))
         missing = [isin for isin, record in zip(isins, records, strict=True) if record is None]
         if missing:  # the index is a fetch ahead of (or behind) a table partition: never half an answer

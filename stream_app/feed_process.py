@@ -1,0 +1,349 @@
+"""The history and identifier feeds in a process of their own, beside the worker.
+
+The feeds (``stream_app/feed.py``) read back every change and index record the dedup loop
+writes, a few µs of Python each. In the worker's process that work holds the GIL the dedup loop
+needs: a worker's day 1 of 300,000 new ISINs took 19.9 s with the feeds as threads and 13.8 s
+without them (docs/performance.md). So a worker runs them in one child process (``spawn``: no
+fork of a process with librdkafka threads), which owns their RocksDBs:
+
+- the worker sends the partitions it keeps (``assign``) and ``stop`` over one pipe;
+- the child sends each feed's ``FeedStatus`` back on that pipe when it changes, checked every
+  ``STATUS_EVERY_S``, so ``caught_up`` and ``lag`` are answered in the worker from the latest;
+- reads (``changes``, ``as_of``, ``isins``) go to the child over a second pipe and are answered
+  there, from the store that holds at least what the last status said.
+
+A child that dies is started again (its stores resume from their offsets, as on a restart); until
+it reports, nothing is caught up and queries answer 503. A child whose worker died sees its
+pipe close and stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Iterable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from core.logs import logging_setup, setup_logging
+from schemas import make_serde
+from stream_app.feed import FeedStatus, FeedUnavailable, TopicFeed
+from stream_app.golden import Golden
+from stream_app.history import HistoryStore
+from stream_app.identifier_index import IdentifierIndex
+from stream_app.settings import StreamSettings
+
+logger = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 0.02
+CALL_TIMEOUT_S = 30.0
+RESTART_BACKOFF_S = (1.0, 30.0)
+STORE_WAIT_S = 30.0
+HISTORY, IDENTIFIERS = "history", "identifiers"
+
+
+class FeedProcess:
+    """The worker's side: starts the child, keeps its latest status, forwards reads."""
+
+    def __init__(self, settings: StreamSettings) -> None:
+        self._settings = settings
+        self._wanted: frozenset[int] = frozenset()
+        self._status: dict[str, FeedStatus] = {}
+        self._lock = threading.Lock()
+        self._call_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._started = False
+        self._process: Any = None
+        self._control: Connection | None = None
+        self._calls: Connection | None = None
+        self._watcher: threading.Thread | None = None
+        self.restarts = 0
+        self.history = RemoteFeed(self, HISTORY, RemoteHistory(self))
+        self.index = RemoteFeed(self, IDENTIFIERS, RemoteIndex(self))
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def pid(self) -> int | None:
+        """The feed process's pid while it runs."""
+        process = self._process
+        return process.pid if process is not None and process.is_alive() else None
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="feed-process-status", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        control, child_control = context.Pipe()
+        calls, child_calls = context.Pipe()
+        process = context.Process(
+            target=child_main,
+            args=(self._settings, logging_setup(), child_control, child_calls),
+            name=f"{self._settings.app_id}-feeds",
+            daemon=True,
+        )
+        process.start()
+        child_control.close()
+        child_calls.close()
+        with self._lock:
+            self._process, self._control, self._calls = process, control, calls
+            self._status = {}
+            control.send(("assign", self._wanted))
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """The partitions this worker keeps, for both feeds."""
+        with self._lock:
+            self._wanted = frozenset(partitions)
+            control = self._control
+            if control is not None:
+                # a dead child: the watcher starts another, which is sent the assignment
+                with contextlib.suppress(OSError):
+                    control.send(("assign", self._wanted))
+
+    def owns(self, partition: int) -> bool:
+        return partition in self._wanted
+
+    def status(self, name: str) -> FeedStatus | None:
+        return self._status.get(name)
+
+    def _watch(self) -> None:
+        """Receive the child's status; start it again if it dies."""
+        backoff = RESTART_BACKOFF_S[0]
+        while not self._stopping.is_set():
+            control = self._control
+            assert control is not None
+            try:
+                message = control.recv()
+            except (EOFError, OSError):
+                if self._stopping.is_set():
+                    return
+                process = self._process
+                process.join(timeout=5)
+                logger.error(
+                    "the feed process (history and identifier index) exited with code %s; starting it again in %.0fs",
+                    process.exitcode,
+                    backoff,
+                )
+                with self._lock:
+                    self._status = {}
+                if self._stopping.wait(backoff):
+                    return
+                backoff = min(backoff * 2, RESTART_BACKOFF_S[1])
+                self.restarts += 1
+                self._spawn()
+                continue
+            backoff = RESTART_BACKOFF_S[0]
+            with self._lock:
+                self._status = {**self._status, **message}
+
+    def call(self, name: str, method: str, *args: Any) -> Any:
+        """A read of one feed's store, answered by the child."""
+        with self._call_lock:
+            calls = self._calls
+            if calls is None:
+                raise FeedUnavailable("the feed process is not running")
+            try:
+                calls.send((name, method, args))
+                if not calls.poll(CALL_TIMEOUT_S):
+                    raise FeedUnavailable(f"the feed process did not answer {method} within {CALL_TIMEOUT_S:.0f}s")
+                ok, value = calls.recv()
+            except (EOFError, OSError) as exc:
+                raise FeedUnavailable(f"the feed process is gone: {exc!r}") from exc
+        if not ok:
+            raise FeedUnavailable(f"the feed process failed {method}: {value}")
+        return value
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            control, process = self._control, self._process
+        if control is not None:
+            with contextlib.suppress(OSError):
+                control.send(("stop", None))
+        if process is not None:
+            process.join(timeout=15)
+            if process.is_alive():
+                logger.warning("the feed process did not stop within 15s; terminating it")
+                process.terminate()
+                process.join(timeout=5)
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+
+
+class RemoteFeed:
+    """One feed of the child, with ``TopicFeed``'s interface as the worker uses it."""
+
+    def __init__(self, process: FeedProcess, name: str, store: Any) -> None:
+        self._process = process
+        self._name = name
+        self.store = store
+
+    @property
+    def started(self) -> bool:
+        return self._process.started
+
+    def start(self) -> RemoteFeed:
+        self._process.start()
+        return self
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        self._process.assign(partitions)
+
+    def owns(self, partition: int) -> bool:
+        return self._process.owns(partition)
+
+    def caught_up(self, partition: int) -> bool:
+        status = self._process.status(self._name)
+        return status is not None and self._process.owns(partition) and status.caught_up(partition)
+
+    def lag(self) -> int | None:
+        status = self._process.status(self._name)
+        return None if status is None else status.lag()
+
+
+class RemoteHistory:
+    """``HistoryStore``'s reads, answered by the feed process."""
+
+    def __init__(self, process: FeedProcess) -> None:
+        self._process = process
+
+    def changes(self, partition: int, isin: str, source: str | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._process.call(HISTORY, "changes", partition, isin, source)
+        return result
+
+    def as_of(
+        self, partition: int, isin: str, valid_at_ms: int, known_at_ms: int | None = None, source: str | None = None
+    ) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self._process.call(
+            HISTORY, "as_of", partition, isin, valid_at_ms, known_at_ms, source
+        )
+        return result
+
+
+class RemoteIndex:
+    """``IdentifierIndex``'s reads, answered by the feed process."""
+
+    def __init__(self, process: FeedProcess) -> None:
+        self._process = process
+
+    def isins(self, partition: int, field: str, value: str) -> list[str]:
+        result: list[str] = self._process.call(IDENTIFIERS, "isins", partition, field, value)
+        return result
+
+
+def store_paths(settings: StreamSettings) -> tuple[Path, Path]:
+    """The history's and the identifier index's RocksDBs in the worker's state directory."""
+    state = settings.state_dir
+    return state / f"{settings.app_id}-history.rdb", state / f"{settings.app_id}-identifiers.rdb"
+
+
+def wait_for_stores(paths: Iterable[Path], timeout_s: float = STORE_WAIT_S) -> None:
+    """Wait until no process holds these RocksDBs: a feed process of an earlier start of this
+    worker (killed, or restarted in place) stops when it sees its worker gone, and closes them
+    as it goes. Until then its files are its own: neither opened again nor wiped. RocksDB holds
+    a POSIX lock on each database's ``LOCK`` file while it is open, which this process can test."""
+    deadline = time.monotonic() + timeout_s
+    for path in paths:
+        lock = path / "LOCK"
+        if not lock.exists():
+            continue
+        waited = False
+        with lock.open("rb+") as handle:
+            while True:
+                try:
+                    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"{path} is still open in another process after {timeout_s:.0f}s "
+                            "(a feed process of an earlier start of this worker?)"
+                        ) from None
+                    if not waited:
+                        logger.warning("waiting for another process to close %s", path)
+                        waited = True
+                    time.sleep(0.1)
+                    continue
+                fcntl.lockf(handle, fcntl.LOCK_UN)
+                break
+
+
+# -- the child ---------------------------------------------------------------------------------
+
+READS = {HISTORY: frozenset({"changes", "as_of"}), IDENTIFIERS: frozenset({"isins"})}
+
+
+def child_main(settings: StreamSettings, logs: tuple[str, str, str], control: Connection, calls: Connection) -> None:
+    """The feed process: both feeds as threads, reads served on ``calls``, until ``stop`` or
+    until the worker's end of ``control`` closes."""
+    setup_logging(*logs)
+    settings = type(settings).model_validate(settings.model_dump())  # validated again: its secrets masked here too
+    serde = make_serde(settings.schema_registry_config())
+    golden = Golden.load(settings.sources_file, settings.topic_partitions)
+    paths = store_paths(settings)
+    wait_for_stores(paths)
+    history = TopicFeed(settings, settings.topic_changes, HistoryStore(paths[0], serde, golden), HISTORY)
+    index = TopicFeed(settings, settings.topic_identifiers, IdentifierIndex(paths[1]), IDENTIFIERS)
+    feeds: dict[str, TopicFeed[Any]] = {HISTORY: history, IDENTIFIERS: index}
+    threading.Thread(target=_serve_reads, args=(feeds, calls), name="feed-reads", daemon=True).start()
+    sent: dict[str, FeedStatus] = {}
+    try:
+        while True:
+            if control.poll(STATUS_EVERY_S):
+                command, argument = control.recv()
+                if command == "stop":
+                    return
+                for feed in feeds.values():
+                    feed.assign(argument)
+                    if not feed.started:
+                        feed.start()
+            changed = {}
+            for name, feed in feeds.items():
+                status = feed.status()
+                if sent.get(name) != status:
+                    changed[name] = sent[name] = status
+            if changed:
+                control.send(changed)
+    except (EOFError, OSError):
+        logger.warning("the worker of this feed process is gone; stopping")
+    finally:
+        started = time.monotonic()
+        for feed in feeds.values():
+            if feed.started:
+                feed.stop()
+            else:
+                feed.store.close()
+        logger.debug("feeds stopped in %.1fs", time.monotonic() - started)
+
+
+def _serve_reads(feeds: dict[str, TopicFeed[Any]], calls: Connection) -> None:
+    while True:
+        try:
+            name, method, args = calls.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if method not in READS.get(name, ()):
+                raise ValueError(f"{name} has no read {method}")
+            reply: tuple[bool, Any] = (True, getattr(feeds[name].store, method)(*args))
+        except Exception as exc:  # the worker gets the error, the feeds go on
+            logger.exception("a %s read (%s) failed", name, method)
+            reply = (False, repr(exc))
+        try:
+            calls.send(reply)
+        except (EOFError, OSError):
+            return
