@@ -30,7 +30,7 @@ from stream_app.faust import (
     table_offsets,
     table_ready,
 )
-from stream_app.feed_process import FeedProcess, store_paths, wait_for_stores
+from stream_app.feed_process import FeedProcess, wait_for_feed_process
 from stream_app.golden import Golden
 from stream_app.metrics import StreamMetrics
 from stream_app.output import OutputWriter
@@ -104,7 +104,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
     serde = make_serde(settings.schema_registry_config())
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     if check_state:
-        wait_for_stores(store_paths(settings))  # a feed process of an earlier start has let go of them
+        wait_for_feed_process(settings)  # one of an earlier start has stopped: its stores are free
         _rebuild_if_ahead(settings, table)
     store = FaustTableStore(table, table_offsets(table, list(range(partitions))))
     output = OutputWriter(
@@ -176,6 +176,12 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         return True
 
     app.standby_topic(changelog, standby)
+
+    @app.task  # type: ignore[misc]
+    async def start_feeds() -> None:
+        """The feed process opens its stores (replaying their write-ahead logs) while the worker
+        joins the group, not while it works through its first fetch."""
+        feeds.start()
 
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def on_assigned(app_: Any, assigned: set[TP], **kwargs: Any) -> None:

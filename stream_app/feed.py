@@ -131,6 +131,9 @@ class FeedStatus:
     """Each partition's high watermark at its latest fetch."""
     offsets: dict[int, int]
     """The last offset the store applied, per assigned partition."""
+    generation: int = 0
+    """The assignment (``TopicFeed.assign``'s) the consumer follows: a status of an earlier one
+    says nothing about a partition given back since."""
 
     def caught_up(self, partition: int) -> bool:
         """Whether the partition's store holds every record up to the topic's end at the last fetch."""
@@ -159,7 +162,9 @@ class TopicFeed(Generic[S]):
         self._name = name
         self.store = store
         self._wanted: frozenset[int] = frozenset()
+        self._generation = 0
         self._assigned: frozenset[int] | None = None
+        self._followed = 0
         self._high: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -179,10 +184,12 @@ class TopicFeed(Generic[S]):
             self._thread.join(timeout=10)
         self.store.close()
 
-    def assign(self, partitions: Iterable[int]) -> None:
-        """The partitions this worker keeps (its raw-topic partitions, and standby ones)."""
+    def assign(self, partitions: Iterable[int], generation: int = 0) -> None:
+        """The partitions this worker keeps (its raw-topic partitions, and standby ones), as of
+        assignment ``generation`` (reported back in ``status``)."""
         with self._lock:
             self._wanted = frozenset(partitions)
+            self._generation = generation
 
     def owns(self, partition: int) -> bool:
         return partition in self._wanted
@@ -190,9 +197,9 @@ class TopicFeed(Generic[S]):
     def status(self) -> FeedStatus:
         """What the feed holds now: the partitions assigned, each one's high watermark at its
         latest fetch, and the last offset its store applied."""
-        assigned = self._assigned
+        followed, assigned = self._followed, self._assigned
         offsets = {p: self.store.offset(p) for p in assigned} if assigned is not None else {}
-        return FeedStatus(assigned, dict(self._high), offsets)
+        return FeedStatus(assigned, dict(self._high), offsets, followed)
 
     def caught_up(self, partition: int) -> bool:
         """Whether the partition's store holds every record up to the topic's end at the last fetch."""
@@ -217,7 +224,7 @@ class TopicFeed(Generic[S]):
         try:
             while not self._stop.is_set():
                 with self._lock:
-                    wanted = self._wanted
+                    wanted, generation = self._wanted, self._generation
                 if wanted != self._assigned:
                     starts = {p: self.store.offset(p) + 1 for p in wanted}
                     consumer.assign(
@@ -226,8 +233,10 @@ class TopicFeed(Generic[S]):
                             for p, off in starts.items()
                         ]
                     )
+                    self._followed = -1  # a status taken meanwhile matches no assignment
                     self._assigned = wanted
                     self._high = {}
+                self._followed = generation
                 batch = consumer.consume(1000, timeout=0.2)
                 by_partition: dict[int, list[tuple[bytes | None, bytes | None, int]]] = {}
                 for msg in batch:

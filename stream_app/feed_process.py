@@ -23,12 +23,14 @@ import contextlib
 import fcntl
 import logging
 import multiprocessing
+import signal
 import threading
 import time
 from collections.abc import Iterable
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Generic, TypeVar
 
 from core.logs import logging_setup, setup_logging
 from schemas import make_serde
@@ -40,31 +42,39 @@ from stream_app.settings import StreamSettings
 
 logger = logging.getLogger(__name__)
 
-STATUS_EVERY_S = 0.02
+STATUS_EVERY_S = 0.05
 CALL_TIMEOUT_S = 30.0
 RESTART_BACKOFF_S = (1.0, 30.0)
 STORE_WAIT_S = 30.0
 HISTORY, IDENTIFIERS = "history", "identifiers"
+R = TypeVar("R")
+
+
+class FeedReadError(RuntimeError):
+    """A read raised in the feed process (a bug, not a retryable state): its error, as text."""
 
 
 class FeedProcess:
     """The worker's side: starts the child, keeps its latest status, forwards reads."""
 
-    def __init__(self, settings: StreamSettings) -> None:
+    def __init__(self, settings: StreamSettings, call_timeout_s: float = CALL_TIMEOUT_S) -> None:
         self._settings = settings
+        self._call_timeout = call_timeout_s
         self._wanted: frozenset[int] = frozenset()
+        self._generation = 0
         self._status: dict[str, FeedStatus] = {}
         self._lock = threading.Lock()
         self._call_lock = threading.Lock()
         self._stopping = threading.Event()
         self._started = False
-        self._process: Any = None
+        self._process: BaseProcess | None = None
         self._control: Connection | None = None
         self._calls: Connection | None = None
         self._watcher: threading.Thread | None = None
+        self._seq = 0
         self.restarts = 0
-        self.history = RemoteFeed(self, HISTORY, RemoteHistory(self))
-        self.index = RemoteFeed(self, IDENTIFIERS, RemoteIndex(self))
+        self.history: RemoteFeed[RemoteHistory] = RemoteFeed(self, HISTORY, RemoteHistory(self))
+        self.index: RemoteFeed[RemoteIndex] = RemoteFeed(self, IDENTIFIERS, RemoteIndex(self))
 
     @property
     def started(self) -> bool:
@@ -97,39 +107,54 @@ class FeedProcess:
         process.start()
         child_control.close()
         child_calls.close()
-        with self._lock:
+        # no read is using the old pipes while they are swapped and closed (their numbers are reused)
+        with self._call_lock, self._lock:
+            if self._stopping.is_set():  # stop() ran meanwhile: this one is not wanted either
+                process.kill()
+                control.close()
+                calls.close()
+                return
+            for connection in (self._control, self._calls):
+                if connection is not None:
+                    connection.close()
             self._process, self._control, self._calls = process, control, calls
             self._status = {}
-            control.send(("assign", self._wanted))
+            control.send(("assign", (self._generation, self._wanted)))
 
     def assign(self, partitions: Iterable[int]) -> None:
-        """The partitions this worker keeps, for both feeds."""
+        """The partitions this worker keeps, for both feeds; a new assignment generation."""
         with self._lock:
             self._wanted = frozenset(partitions)
+            self._generation += 1
             control = self._control
             if control is not None:
                 # a dead child: the watcher starts another, which is sent the assignment
                 with contextlib.suppress(OSError):
-                    control.send(("assign", self._wanted))
+                    control.send(("assign", (self._generation, self._wanted)))
 
     def owns(self, partition: int) -> bool:
         return partition in self._wanted
 
     def status(self, name: str) -> FeedStatus | None:
-        return self._status.get(name)
+        """The feed's latest status, if it follows the latest assignment."""
+        status = self._status.get(name)
+        return status if status is not None and status.generation == self._generation else None
 
     def _watch(self) -> None:
         """Receive the child's status; start it again if it dies."""
         backoff = RESTART_BACKOFF_S[0]
         while not self._stopping.is_set():
-            control = self._control
-            assert control is not None
+            control, process = self._control, self._process
+            if control is None or process is None:
+                return
             try:
                 message = control.recv()
-            except (EOFError, OSError):
+            except Exception as exc:  # EOF: the child died; anything else: a child not to trust
                 if self._stopping.is_set():
                     return
-                process = self._process
+                if not isinstance(exc, EOFError | OSError):
+                    logger.exception("the feed process sent what the worker cannot read; stopping it")
+                process.kill()
                 process.join(timeout=5)
                 logger.error(
                     "the feed process (history and identifier index) exited with code %s; starting it again in %.0fs",
@@ -149,25 +174,36 @@ class FeedProcess:
                 self._status = {**self._status, **message}
 
     def call(self, name: str, method: str, *args: Any) -> Any:
-        """A read of one feed's store, answered by the child."""
+        """A read of one feed's store, answered by the child (blocking: run it off the event
+        loop). A child that does not answer within the timeout is killed and started again."""
         with self._call_lock:
-            calls = self._calls
-            if calls is None:
+            calls, process = self._calls, self._process
+            if calls is None or process is None or not process.is_alive():
                 raise FeedUnavailable("the feed process is not running")
+            self._seq += 1
+            seq = self._seq
+            deadline = time.monotonic() + self._call_timeout
             try:
-                calls.send((name, method, args))
-                if not calls.poll(CALL_TIMEOUT_S):
-                    raise FeedUnavailable(f"the feed process did not answer {method} within {CALL_TIMEOUT_S:.0f}s")
-                ok, value = calls.recv()
+                calls.send((seq, name, method, args))
+                while True:
+                    if not calls.poll(max(0.0, deadline - time.monotonic())):
+                        logger.error(
+                            "the feed process did not answer %s within %.0fs; restarting it", method, self._call_timeout
+                        )
+                        process.kill()
+                        raise FeedUnavailable(f"the feed process did not answer {method} in time")
+                    answered, ok, value = calls.recv()
+                    if answered == seq:
+                        break  # else: a late answer to an earlier read, dropped
             except (EOFError, OSError) as exc:
                 raise FeedUnavailable(f"the feed process is gone: {exc!r}") from exc
         if not ok:
-            raise FeedUnavailable(f"the feed process failed {method}: {value}")
+            raise FeedReadError(f"{name} {method} failed in the feed process: {value}")
         return value
 
     def stop(self) -> None:
-        self._stopping.set()
         with self._lock:
+            self._stopping.set()
             control, process = self._control, self._process
         if control is not None:
             with contextlib.suppress(OSError):
@@ -180,32 +216,26 @@ class FeedProcess:
                 process.join(timeout=5)
         if self._watcher is not None:
             self._watcher.join(timeout=5)
+        for connection in (self._control, self._calls):
+            if connection is not None:
+                connection.close()
 
 
-class RemoteFeed:
+class RemoteFeed(Generic[R]):
     """One feed of the child, with ``TopicFeed``'s interface as the worker uses it."""
 
-    def __init__(self, process: FeedProcess, name: str, store: Any) -> None:
+    def __init__(self, process: FeedProcess, name: str, store: R) -> None:
         self._process = process
         self._name = name
-        self.store = store
+        self._store = store
+
+    @property
+    def store(self) -> R:
+        return self._store
 
     @property
     def started(self) -> bool:
         return self._process.started
-
-    def start(self) -> RemoteFeed:
-        self._process.start()
-        return self
-
-    def stop(self) -> None:
-        self._process.stop()
-
-    def assign(self, partitions: Iterable[int]) -> None:
-        self._process.assign(partitions)
-
-    def owns(self, partition: int) -> bool:
-        return self._process.owns(partition)
 
     def caught_up(self, partition: int) -> bool:
         status = self._process.status(self._name)
@@ -252,34 +282,41 @@ def store_paths(settings: StreamSettings) -> tuple[Path, Path]:
     return state / f"{settings.app_id}-history.rdb", state / f"{settings.app_id}-identifiers.rdb"
 
 
-def wait_for_stores(paths: Iterable[Path], timeout_s: float = STORE_WAIT_S) -> None:
-    """Wait until no process holds these RocksDBs: a feed process of an earlier start of this
-    worker (killed, or restarted in place) stops when it sees its worker gone, and closes them
-    as it goes. Until then its files are its own: neither opened again nor wiped. RocksDB holds
-    a POSIX lock on each database's ``LOCK`` file while it is open, which this process can test."""
+def lock_path(settings: StreamSettings) -> Path:
+    """The file a feed process holds an exclusive ``flock`` on, from before it opens the stores
+    until it exits (the kernel lets go of it however the process ends)."""
+    return settings.state_dir / f"{settings.app_id}-feeds.lock"
+
+
+def wait_for_feed_process(settings: StreamSettings, timeout_s: float = STORE_WAIT_S) -> None:
+    """Wait until no feed process of this state directory runs: one of an earlier start of the
+    worker (killed, or restarted in place) stops when it sees its worker gone, and until it has,
+    its stores are neither opened again nor wiped. ``RuntimeError`` after ``timeout_s``."""
+    path = lock_path(settings)
+    if path.exists():
+        with path.open("a") as handle:
+            _flock(handle, path, timeout_s)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _flock(handle: IO[str], path: Path, timeout_s: float) -> None:
+    """An exclusive ``flock`` on ``handle``, waited for up to ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    for path in paths:
-        lock = path / "LOCK"
-        if not lock.exists():
-            continue
-        waited = False
-        with lock.open("rb+") as handle:
-            while True:
-                try:
-                    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"{path} is still open in another process after {timeout_s:.0f}s "
-                            "(a feed process of an earlier start of this worker?)"
-                        ) from None
-                    if not waited:
-                        logger.warning("waiting for another process to close %s", path)
-                        waited = True
-                    time.sleep(0.1)
-                    continue
-                fcntl.lockf(handle, fcntl.LOCK_UN)
-                break
+    waited = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{path} is held by another process after {timeout_s:.0f}s "
+                    "(a feed process of an earlier start of this worker?)"
+                ) from None
+            if not waited:
+                logger.warning("waiting for the feed process of an earlier start to stop (%s)", path)
+                waited = True
+            time.sleep(0.1)
 
 
 # -- the child ---------------------------------------------------------------------------------
@@ -290,12 +327,22 @@ READS = {HISTORY: frozenset({"changes", "as_of"}), IDENTIFIERS: frozenset({"isin
 def child_main(settings: StreamSettings, logs: tuple[str, str, str], control: Connection, calls: Connection) -> None:
     """The feed process: both feeds as threads, reads served on ``calls``, until ``stop`` or
     until the worker's end of ``control`` closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the worker stops us
     setup_logging(*logs)
     settings = type(settings).model_validate(settings.model_dump())  # validated again: its secrets masked here too
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_path(settings).open("a")  # held until this process ends
+    _flock(lock, lock_path(settings), STORE_WAIT_S)
+    commands: list[tuple[str, Any]] = []
+    try:
+        while control.poll(0):  # a worker gone already (killed while this one started): stop here
+            commands.append(control.recv())
+    except (EOFError, OSError):
+        logger.warning("the worker of this feed process is gone; stopping before opening its stores")
+        return
     serde = make_serde(settings.schema_registry_config())
     golden = Golden.load(settings.sources_file, settings.topic_partitions)
     paths = store_paths(settings)
-    wait_for_stores(paths)
     history = TopicFeed(settings, settings.topic_changes, HistoryStore(paths[0], serde, golden), HISTORY)
     index = TopicFeed(settings, settings.topic_identifiers, IdentifierIndex(paths[1]), IDENTIFIERS)
     feeds: dict[str, TopicFeed[Any]] = {HISTORY: history, IDENTIFIERS: index}
@@ -303,12 +350,13 @@ def child_main(settings: StreamSettings, logs: tuple[str, str, str], control: Co
     sent: dict[str, FeedStatus] = {}
     try:
         while True:
-            if control.poll(STATUS_EVERY_S):
-                command, argument = control.recv()
+            while commands or control.poll(STATUS_EVERY_S):
+                command, argument = commands.pop(0) if commands else control.recv()
                 if command == "stop":
                     return
+                generation, partitions = argument
                 for feed in feeds.values():
-                    feed.assign(argument)
+                    feed.assign(partitions, generation)
                     if not feed.started:
                         feed.start()
             changed = {}
@@ -321,28 +369,27 @@ def child_main(settings: StreamSettings, logs: tuple[str, str, str], control: Co
     except (EOFError, OSError):
         logger.warning("the worker of this feed process is gone; stopping")
     finally:
-        started = time.monotonic()
         for feed in feeds.values():
             if feed.started:
                 feed.stop()
             else:
                 feed.store.close()
-        logger.debug("feeds stopped in %.1fs", time.monotonic() - started)
+        lock.close()
 
 
 def _serve_reads(feeds: dict[str, TopicFeed[Any]], calls: Connection) -> None:
     while True:
         try:
-            name, method, args = calls.recv()
+            seq, name, method, args = calls.recv()
         except (EOFError, OSError):
             return
         try:
             if method not in READS.get(name, ()):
                 raise ValueError(f"{name} has no read {method}")
-            reply: tuple[bool, Any] = (True, getattr(feeds[name].store, method)(*args))
+            reply: tuple[int, bool, Any] = (seq, True, getattr(feeds[name].store, method)(*args))
         except Exception as exc:  # the worker gets the error, the feeds go on
             logger.exception("a %s read (%s) failed", name, method)
-            reply = (False, repr(exc))
+            reply = (seq, False, repr(exc))
         try:
             calls.send(reply)
         except (EOFError, OSError):

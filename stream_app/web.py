@@ -173,11 +173,12 @@ async def answer_history(view: Isin, request: Request, value: str, as_of: bool) 
     if feed is None or not feed.caught_up(partition):
         return view.error(503, f"the history of partition {partition} is catching up with the change topic; retry")
     headers = {SERVED_BY_HEADER: served_by}
+    loop = asyncio.get_running_loop()  # a read may wait for the feed process: not on the event loop
     try:
         if not as_of:
-            changes = [jsonable(c) for c in feed.store.changes(partition, value, source)]
-            return view.json({"isin": value, "changes": changes}, headers=headers)
-        record: Any = feed.store.as_of(partition, value, valid_at, known_at, source)
+            found = await loop.run_in_executor(None, feed.store.changes, partition, value, source)
+            return view.json({"isin": value, "changes": [jsonable(c) for c in found]}, headers=headers)
+        record: Any = await loop.run_in_executor(None, feed.store.as_of, partition, value, valid_at, known_at, source)
     except FeedUnavailable as exc:
         return view.error(503, f"the history of partition {partition} cannot be read now ({exc}); retry")
     if record is None:

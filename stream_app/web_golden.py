@@ -77,8 +77,11 @@ class Lookup(ApiView):
                     return self.error(503, "no worker owns this identifier's partition yet (rebalancing); retry")
         if feed is None or not feed.caught_up(partition):
             return self.error(503, f"the identifier index of partition {partition} is catching up; retry")
-        try:
-            isins = [i for i in feed.store.isins(partition, field_name, value) if i > after][:limit]
+        try:  # a read may wait for the feed process: not on the event loop
+            found = await asyncio.get_running_loop().run_in_executor(
+                None, feed.store.isins, partition, field_name, value
+            )
+            isins = [i for i in found if i > after][:limit]
         except FeedUnavailable as exc:
             return self.error(503, f"the identifier index of partition {partition} cannot be read now ({exc}); retry")
         records = await asyncio.gather(*(self._record(request, isin) for isin in isins))

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from schemas import LISTING_CHANGE, make_serde
 from stream_app.changes import listing_changes
 from stream_app.feed import FeedStatus, FeedUnavailable
-from stream_app.feed_process import FeedProcess, store_paths, wait_for_stores
+from stream_app.feed_process import FeedProcess, store_paths, wait_for_feed_process
 from stream_app.history import HistoryStore
 from stream_app.identifier_index import IdentifierIndex, index_key
 from stream_app.records import merge_event
@@ -104,16 +105,55 @@ def test_progress_is_reported_but_nothing_is_caught_up_before_a_fetch(feeds: Fee
     # no broker answered: no high watermark, so not caught up and no lag figure
     assert not feeds.history.caught_up(3)
     assert feeds.history.lag() is None
-    assert feeds.history.owns(3) and not feeds.history.owns(2)
+    assert feeds.owns(3) and not feeds.owns(2)
 
 
 def test_a_killed_feed_process_is_started_again_and_answers(feeds: FeedProcess) -> None:
     wait_until("the first status", lambda: feeds.status("identifiers") is not None)
     first = child_pid(feeds)
     os.kill(first, signal.SIGKILL)
-    wait_until("a second feed process", lambda: feeds.restarts == 1 and feeds.status("identifiers") is not None)
+    status = wait_until(
+        "a second feed process, following the assignment",
+        lambda: feeds.restarts == 1 and (s := feeds.status("identifiers")) is not None and s.assigned and s,
+    )
+    assert status.assigned == frozenset({1, 3})  # the new one was given the worker's partitions
     assert child_pid(feeds) != first
     assert feeds.index.store.isins(1, "lei", LEI) == [ISIN]
+
+
+def test_a_feed_process_that_does_not_answer_is_replaced_and_a_late_answer_never_read(
+    settings: StreamSettings,
+) -> None:
+    feeds = FeedProcess(settings, call_timeout_s=0.5)
+    feeds.assign([1, 3])
+    feeds.start()
+    try:
+        wait_until("the first status", lambda: feeds.status("history") is not None)
+        first = child_pid(feeds)
+        os.kill(first, signal.SIGSTOP)  # alive, holding its pipes, answering nothing
+        with pytest.raises(FeedUnavailable, match="did not answer"):
+            feeds.index.store.isins(1, "lei", LEI)
+        wait_until("a second feed process", lambda: feeds.restarts == 1 and feeds.status("history") is not None)
+        assert child_pid(feeds) != first
+        # the next reads get their own answers, not the first one's
+        assert feeds.history.store.changes(3, "INE000000000") == []
+        assert feeds.index.store.isins(1, "lei", LEI) == [ISIN]
+    finally:
+        feeds.stop()
+
+
+def test_caught_up_needs_the_latest_assignment_and_the_store_at_the_last_fetch(settings: StreamSettings) -> None:
+    feeds = FeedProcess(settings)  # not started: the status is set as the child would send it
+    feeds.assign([3])
+    current = FeedStatus(frozenset({3}), {3: 10}, {3: 9}, generation=1)
+    feeds._status = {"history": current}
+    assert feeds.history.caught_up(3) and feeds.history.lag() == 0
+    assert not feeds.history.caught_up(2)  # not kept here
+    feeds._status = {"history": FeedStatus(frozenset({3}), {3: 11}, {3: 9}, generation=1)}
+    assert not feeds.history.caught_up(3) and feeds.history.lag() == 1  # a record not in the store yet
+    feeds.assign([2, 3])  # given back meanwhile: a status of the assignment before says nothing
+    feeds._status = {"history": current}
+    assert not feeds.history.caught_up(3) and feeds.history.lag() is None
 
 
 def test_a_read_while_the_process_is_down_is_an_error_not_an_answer(feeds: FeedProcess) -> None:
@@ -127,7 +167,7 @@ def test_a_read_while_the_process_is_down_is_an_error_not_an_answer(feeds: FeedP
 WORKER = """
 import sys, time
 from pathlib import Path
-from stream_app.feed_process import FeedProcess, store_paths, wait_for_stores
+from stream_app.feed_process import FeedProcess, store_paths, wait_for_feed_process
 from stream_app.settings import StreamSettings
 
 feeds = FeedProcess(StreamSettings(kafka_bootstrap_servers="127.0.0.1:9", state_dir=Path(sys.argv[1]), app_id="t"))
@@ -163,16 +203,21 @@ def test_the_process_stops_when_its_worker_is_killed(tmp_path: Path) -> None:
             worker.wait(30)
 
 
-def test_a_worker_waits_for_the_stores_of_an_earlier_feed_process(settings: StreamSettings) -> None:
+def test_a_worker_waits_for_the_feed_process_of_an_earlier_start(settings: StreamSettings) -> None:
     feeds = FeedProcess(settings)
     feeds.start()
     try:
         wait_until("the first status", lambda: feeds.status("history") is not None)
-        with pytest.raises(RuntimeError, match="still open in another process"):
-            wait_for_stores(store_paths(settings), timeout_s=0.3)
+        with pytest.raises(RuntimeError, match="held by another process"):
+            wait_for_feed_process(settings, timeout_s=0.3)
+        started = time.monotonic()
+        stopper = threading.Timer(1.0, feeds.stop)
+        stopper.start()
+        wait_for_feed_process(settings, timeout_s=30)  # returns once the feed process let go
+        assert time.monotonic() - started >= 1.0
+        stopper.join()
     finally:
         feeds.stop()
-    wait_for_stores(store_paths(settings), timeout_s=5)  # let go: no wait, no error
-    store = HistoryStore(store_paths(settings)[0], SERDE)  # and this process may open them
+    store = HistoryStore(store_paths(settings)[0], SERDE)  # and this process may open its stores
     assert store.offset(3) == 0
     store.close()
