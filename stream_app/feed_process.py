@@ -211,8 +211,8 @@ class FeedProcess:
         if process is not None:
             process.join(timeout=15)
             if process.is_alive():
-                logger.warning("the feed process did not stop within 15s; terminating it")
-                process.terminate()
+                logger.warning("the feed process did not stop within 15s; killing it")
+                process.kill()  # not terminate: a stopped (SIGSTOP) process keeps a SIGTERM pending
                 process.join(timeout=5)
         if self._watcher is not None:
             self._watcher.join(timeout=5)

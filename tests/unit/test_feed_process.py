@@ -131,6 +131,7 @@ def test_a_feed_process_that_does_not_answer_is_replaced_and_a_late_answer_never
         wait_until("the first status", lambda: feeds.status("history") is not None)
         first = child_pid(feeds)
         os.kill(first, signal.SIGSTOP)  # alive, holding its pipes, answering nothing
+        wait_until("the feed process to be stopped", lambda: state(first) == "T", timeout=10)
         with pytest.raises(FeedUnavailable, match="did not answer"):
             feeds.index.store.isins(1, "lei", LEI)
         wait_until("a second feed process", lambda: feeds.restarts == 1 and feeds.status("history") is not None)
@@ -180,13 +181,17 @@ time.sleep(120)
 """
 
 
+def state(pid: int) -> str | None:
+    """The process state letter of ``pid`` (R, S, T for stopped, Z for a zombie), None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
 def running(pid: int) -> bool:
     """Whether ``pid`` exists and is not a zombie (an orphan that exited waits for init to reap it)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z"
+    return state(pid) not in (None, "Z")
 
 
 def test_the_process_stops_when_its_worker_is_killed(tmp_path: Path) -> None:
