@@ -2,12 +2,13 @@
 
 Two stores are fed this way: the history (``HistoryStore``, from the change topic) and the
 identifier index (``IdentifierIndex``, from the identifier topic). A ``TopicFeed`` is a thread
-of its own with a confluent-kafka consumer, assigned by hand (no group) to the topic's
-partitions of the raw-topic partitions Faust gave this worker (and those it keeps a standby copy
-of), each from the offset after the one its store holds: so a new or wiped state directory is
-restored from the topic, and a partition that comes back resumes where it stopped. Records are
-written by the owner's dedup loop and read back here a fetch later; ``caught_up`` says whether a
-partition's store has everything the topic had at its latest fetch.
+of the worker's feed process (``stream_app/feed_process.py``) with a confluent-kafka consumer,
+assigned by hand (no group) to the topic's partitions of the raw-topic partitions Faust gave
+this worker (and those it keeps a standby copy of), each from the offset after the one its store
+holds: so a new or wiped state directory is restored from the topic, and a partition that comes
+back resumes where it stopped. Records are written by the owner's dedup loop and read back here
+a fetch later; ``FeedStatus.caught_up`` says whether a partition's store has everything the
+topic had at its latest fetch.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ class IndexReads(Protocol):
 
 
 class Feed(Protocol[R]):
-    """A fed store as the worker's queries see it: ``TopicFeed`` in this process, or
-    ``stream_app.feed_process.RemoteFeed`` for one in the feed process."""
+    """A fed store as the worker's queries see it (``stream_app.feed_process.RemoteFeed``: the
+    feeds run in the feed process, whose ``TopicFeed.status`` the worker is sent)."""
 
     @property
     def store(self) -> R: ...
@@ -191,24 +192,12 @@ class TopicFeed(Generic[S]):
             self._wanted = frozenset(partitions)
             self._generation = generation
 
-    def owns(self, partition: int) -> bool:
-        return partition in self._wanted
-
     def status(self) -> FeedStatus:
         """What the feed holds now: the partitions assigned, each one's high watermark at its
         latest fetch, and the last offset its store applied."""
         followed, assigned = self._followed, self._assigned
         offsets = {p: self.store.offset(p) for p in assigned} if assigned is not None else {}
         return FeedStatus(assigned, dict(self._high), offsets, followed)
-
-    def caught_up(self, partition: int) -> bool:
-        """Whether the partition's store holds every record up to the topic's end at the last fetch."""
-        return partition in self._wanted and self.status().caught_up(partition)
-
-    def lag(self) -> int | None:
-        """Records of the topic not yet in the store, over the partitions kept, as of the latest
-        fetch; None before every partition has been fetched once."""
-        return self.status().lag()
 
     def _run(self) -> None:
         consumer = new_consumer(
