@@ -16,6 +16,17 @@ from core.broker import free_port
 from isin_pipeline.demo import get_json
 
 
+def vm_hwm_kb(pid: int) -> int | None:
+    """A running process's peak resident memory (VmHWM) in kB; None if it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def produce(env: dict[str, str], url: str, *args: str) -> dict[str, Any]:
     """One `isin-pipeline produce`: its summary, wall time and peak RSS.
 
@@ -33,14 +44,8 @@ def produce(env: dict[str, str], url: str, *args: str) -> dict[str, Any]:
             text=True,
         )
         peak_kb = 0
-        status_file = Path(f"/proc/{proc.pid}/status")
         while proc.poll() is None:
-            try:
-                for line in status_file.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak_kb = max(peak_kb, int(line.split()[1]))
-            except (OSError, ValueError):
-                pass
+            peak_kb = max(peak_kb, vm_hwm_kb(proc.pid) or 0)
             time.sleep(0.02)
         stdout.seek(0)
         stderr.seek(0)
@@ -116,16 +121,10 @@ class Worker:
                 pids += [int(child) for child in (task / "children").read_text().split()]
         except (OSError, ValueError):
             return None
-        total_kb = 0
-        for pid in pids:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        total_kb += int(line.split()[1])
-            except (OSError, ValueError):
-                if pid == self.proc.pid:
-                    return None
-        return round(total_kb / 1024, 1) if total_kb else None
+        peaks = [vm_hwm_kb(pid) for pid in pids]
+        if peaks[0] is None:
+            return None
+        return round(sum(kb for kb in peaks if kb is not None) / 1024, 1)
 
     def stats(self) -> dict[str, Any]:
         status, body = get_json(f"{self.api}/stats", timeout=30)

@@ -77,10 +77,6 @@ class FeedProcess:
         self.index: RemoteFeed[RemoteIndex] = RemoteFeed(self, IDENTIFIERS, RemoteIndex(self))
 
     @property
-    def started(self) -> bool:
-        return self._started
-
-    @property
     def pid(self) -> int | None:
         """The feed process's pid while it runs."""
         process = self._process
@@ -222,7 +218,7 @@ class FeedProcess:
 
 
 class RemoteFeed(Generic[R]):
-    """One feed of the child, with ``TopicFeed``'s interface as the worker uses it."""
+    """One feed of the child, as the worker's queries see it (``stream_app.feed.Feed``)."""
 
     def __init__(self, process: FeedProcess, name: str, store: R) -> None:
         self._process = process
@@ -232,10 +228,6 @@ class RemoteFeed(Generic[R]):
     @property
     def store(self) -> R:
         return self._store
-
-    @property
-    def started(self) -> bool:
-        return self._process.started
 
     def caught_up(self, partition: int) -> bool:
         status = self._process.status(self._name)
