@@ -13,11 +13,8 @@ confluent-kafka's ``AvroSerializer`` registered.
 are the first fields of their records on purpose, so that the stream app reads them
 without decoding the rest.
 
-**A new ISIN.** Most of a first day's work is ISINs the table has never seen. Without a golden
-view or a change topic, their CurrentRecord holds the event's own fields, reordered:
-``NewRecordWriter`` cuts the event's
-Avro body into its fields and joins them into the record's body, without decoding, byte for
-byte what ``merge_event`` and the serde would write (tested like the encoder).
+**A new ISIN.** Its CurrentRecord and ListingChange are joined from the event's bytes
+(``schemas/fresh.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.catalog import CURRENT_RECORD, ISIN_EVENT, LISTING_CHANGE
+from schemas.catalog import ISIN_EVENT, LISTING_CHANGE
 from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, Serde, SerializationError
 
 
@@ -199,109 +196,6 @@ class ExactEvents:
         if exact is None:
             exact = self._exact[head] = self._serde.writes_exactly(value, ISIN_EVENT)
         return body if exact else None
-
-
-class NewRecordWriter:
-    """The CurrentRecord of an ISIN the table does not hold yet, from its IsinEvent's bytes.
-
-    ``writer(key, event_bytes)`` returns the encoded record, or None when the event is not in
-    the exact IsinEvent schema or not well-formed; the caller then takes the decoding path,
-    which rejects what is wrong with a reason.
-    """
-
-    def __init__(self, serde: Serde, current_topic: str) -> None:
-        self._serde = serde
-        self._topic = current_topic
-        self._head = b""  # the CurrentRecord header, from the serde at the first record
-        self._events = ExactEvents(serde)
-
-    def _header(self) -> bytes:
-        sample: dict[str, Any] = {
-            "listing_hashes": "",
-            "isin": "",
-            "country_code": "",
-            "listings": [],
-            "change": "NEW",
-            "updated_at": 0,
-        }
-        encoded = self._serde.encode(self._topic, CURRENT_RECORD, sample)
-        self._head = encoded[: header_length(encoded)]
-        return self._head
-
-    def __call__(self, key: bytes, value: bytes) -> bytes | None:
-        body = self._events.body_at(value)
-        if body is None:
-            return None
-        try:
-            return self._join(key, value, body)
-        except IndexError:
-            return None
-
-    def _join(self, key: bytes, v: bytes, i: int) -> bytes | None:
-        # IsinEvent: content_hash, run_id, isin, country_code, source, line, attributes, published_at, slot
-        a = i
-        i = _after_string(v, i)
-        digest = v[a:i]
-        a = i
-        i = _after_string(v, i)
-        run_id = v[a:i]
-        a = i
-        i = _after_string(v, i)
-        isin = v[a:i]
-        if len(key) >= 64 or isin[1:] != key:  # the event is not about the record's key
-            return None
-        a = i
-        i = _after_string(v, i)
-        country = v[a:i]
-        a = i
-        i = _after_string(v, i)
-        source = v[a:i]
-        _, i = _varint(v, i)  # line
-        a = i
-        while True:  # attributes: map blocks until a zero count
-            count, i = _varint(v, i)
-            if count == 0:
-                break
-            if count < 0:  # a block with its size in bytes
-                size, i = _varint(v, i)
-                i += size
-                continue
-            for _ in range(count):
-                i = _after_string(v, _after_string(v, i))
-        attributes = v[a:i]
-        a = i
-        _, i = _varint(v, i)
-        published = v[a:i]
-        branch, i = _varint(v, i)  # slot: null, or a long
-        if branch == 1:
-            _, i = _varint(v, i)
-        elif branch != 0:
-            return None
-        if i != len(v):
-            return None
-        # CurrentRecord: listing_hashes, isin, country_code, listings[1 Listing], change NEW, updated_at,
-        # then golden, identifiers and conflicts, empty (a record without a golden view)
-        # Listing: source, attributes, content_hash, run_id, first_seen_at, changed_at, fields (empty)
-        return b"".join(
-            (
-                self._head or self._header(),
-                digest,
-                isin,
-                country,
-                b"\x02",
-                source,
-                attributes,
-                digest,
-                run_id,
-                published,
-                published,
-                b"\x00",
-                b"\x00",
-                b"\x00",
-                published,
-                b"\x00\x00\x00",
-            )
-        )
 
 
 _CHANGE_HEAD = SINGLE_OBJECT_MARKER + LISTING_CHANGE.fingerprint

@@ -121,7 +121,13 @@ def _current_record(r: Mapping[str, Any], out: list[bytes]) -> None:
     out.append(b"\x00")
     out.append(_CHANGE_KIND[r["change"]])
     out.append(_millis(r["updated_at"]))
-    golden = r.get("golden", _EMPTY)
+    golden_tail(r.get("golden", _EMPTY), r.get("identifiers", _EMPTY), r.get("conflicts", _NONE), out)
+
+
+def golden_tail(
+    golden: Mapping[str, Any], identifiers: Mapping[str, Any], conflicts: list[Any], out: list[bytes]
+) -> None:
+    """A CurrentRecord's last three fields: its golden view (``core.golden.GoldenView``'s members)."""
     if len(golden):
         out.append(_long(len(golden)))
         for name, chosen in golden.items():
@@ -129,7 +135,6 @@ def _current_record(r: Mapping[str, Any], out: list[bytes]) -> None:
             _str(chosen["value"], out)
             _str(chosen["source"], out)
     out.append(b"\x00")
-    identifiers = r.get("identifiers", _EMPTY)
     if len(identifiers):
         out.append(_long(len(identifiers)))
         for name, given in identifiers.items():
@@ -137,7 +142,6 @@ def _current_record(r: Mapping[str, Any], out: list[bytes]) -> None:
             _str(given["value"], out)
             _strings(given["sources"], out)
     out.append(b"\x00")
-    conflicts = r.get("conflicts", _NONE)
     if len(conflicts):
         out.append(_long(len(conflicts)))
         for conflict in conflicts:

@@ -29,10 +29,11 @@ from typing import Any
 
 from core.failpoints import failpoint
 from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING_CHANGE, Serde, SerializationError
-from schemas.fastpath import NewRecordWriter, leading_strings
+from schemas.fastpath import leading_strings
 from schemas.fastrecords import EventReader, fast_encoder
 from stream_app.changes import backfill_changes, listing_changes
 from stream_app.dedup_io import DedupStats, Output, Reindex, read_segment
+from stream_app.fresh import FreshIsin
 from stream_app.golden import Golden
 from stream_app.records import listing_hashes, merge_event, remove_source
 from stream_app.seen import SeenIndex
@@ -67,7 +68,7 @@ class Dedup:
         self._reindex = reindex
         self._encode = fast_encoder(serde, current_topic, CURRENT_RECORD)
         self._read_event = EventReader(serde)
-        self._new_record = NewRecordWriter(serde, current_topic)
+        self._fresh = FreshIsin(serde, output, current_topic, changes_topic or None, golden, clock)
         self._encode_dead = serde.encoder(dlq_topic, DEAD_LETTER) if dlq_topic else None
         self._encode_change = fast_encoder(serde, changes_topic, LISTING_CHANGE) if changes_topic else None
         self._clock = clock
@@ -107,7 +108,7 @@ class Dedup:
         send = self._output.send
         decode = self._serde.decode
         encode = self._encode
-        new_record = self._new_record
+        fresh = self._fresh
         read_event = self._read_event
         for index, rec in enumerate(records):
             key = rec.key
@@ -140,11 +141,10 @@ class Dedup:
             if old is not None and digest in listing_hashes(old):
                 stats.unchanged += 1
                 continue
-            if old is None and self._encode_change is None and self._golden is None:
-                fresh = new_record(key, value)  # None: not cut from the bytes; decoded below
-                if fresh is not None:
-                    pending[key] = fresh
-                    send(partition, key, fresh)
+            if old is None:  # a new ISIN: its writes joined from the event's bytes (stream_app/fresh.py)
+                written = fresh(partition, key, value)  # None: not cut exactly; the general path below
+                if written is not None:
+                    pending[key] = written
                     stats.new += 1
                     continue
             event = read_event(value)  # None: not read by hand; the serde decodes or rejects it

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from schemas import CURRENT_RECORD, END_OF_RUN, ISIN_EVENT, Serde, content_hash, make_serde
-from schemas.fastpath import EventEncoder, NewRecordWriter, leading_strings, zigzag_varint
-from stream_app.records import merge_event
+from schemas import CURRENT_RECORD, ISIN_EVENT, content_hash, make_serde
+from schemas.fastpath import EventEncoder, leading_strings, zigzag_varint
 
 TEXT = string.ascii_letters + string.digits + " .,;-_/ÄÖÜéèñ€“”漢字"
 
@@ -85,47 +84,6 @@ def test_zigzag_varints_match_the_avro_specification() -> None:
         b"\x7f",
         b"\x80\x01",
     ]
-
-
-@pytest.mark.parametrize("registry", [None, {"url": "mock://fastpath-new"}])
-def test_a_new_isins_record_is_cut_from_its_event_as_merge_event_and_the_serde_write_it(
-    registry: dict[str, str] | None,
-) -> None:
-    serde = make_serde(registry)
-    rng = random.Random(7)
-    write = NewRecordWriter(serde, "isin.current")
-    for slot in (None, 1_794_960_000_000):
-        _cut_as_merge_event(serde, rng, write, slot)
-
-
-def _cut_as_merge_event(serde: Serde, rng: random.Random, write: NewRecordWriter, slot: int | None) -> None:
-    encode = EventEncoder(serde, "isin.events", "gleif", "run-1", 1_795_000_000_123, slot_ms=slot)
-    for _ in range(500):
-        record = {**random_record(rng, "gleif", "run-1", 1_795_000_000_123), "slot": slot}
-        for value in (
-            encode(record["isin"], record["line"], record["attributes"], record["content_hash"]),
-            serde.encode("isin.events", ISIN_EVENT, record),
-        ):
-            key = record["isin"].encode()
-            expected = serde.encode("isin.current", CURRENT_RECORD, merge_event(None, serde.decode(value).record))
-            assert write(key, value) == expected
-
-
-def test_the_new_record_writer_declines_what_it_cannot_cut() -> None:
-    serde = make_serde(None)
-    write = NewRecordWriter(serde, "isin.current")
-    record = random_record(random.Random(3), "s", "r", 1)
-    value = serde.encode("isin.events", ISIN_EVENT, record)
-    key = record["isin"].encode()
-    assert write(key, value) is not None
-    assert write(b"US0378331005", value) is None  # another ISIN's key
-    assert write(key, value[:-3]) is None  # truncated
-    assert write(key, value + b"\x00") is None  # trailing bytes
-    assert write(key, b"not avro") is None
-    # the same record in another schema (an end-of-run marker's fingerprint): not cut
-    other = bytearray(value)
-    other[2:10] = END_OF_RUN.fingerprint
-    assert write(key, bytes(other)) is None
 
 
 def test_change_keys_read_what_decoding_reads_and_decline_other_writers() -> None:
