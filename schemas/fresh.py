@@ -22,7 +22,7 @@ from typing import Any
 
 from schemas.catalog import CURRENT_RECORD, LISTING_CHANGE, AvroSchema
 from schemas.fastpath import ExactEvents, _varint, avro_string, header_length, zigzag_varint
-from schemas.fastrecords import _map, _Unexpected, golden_tail
+from schemas.fastrecords import _map, _millis, _Unexpected, golden_tail
 from schemas.serde import Serde
 
 
@@ -207,8 +207,8 @@ class FreshWriter:
             p.isin_bytes,
             p.source_bytes,
             p.run_id_bytes,
-            zigzag_varint(p.published_ms if p.slot_ms is None else p.slot_ms),
-            zigzag_varint(recorded_at_ms),
+            _millis(p.published_ms if p.slot_ms is None else p.slot_ms),  # encodings remembered: a run
+            _millis(recorded_at_ms),  # has one slot, a batch a few clock readings
             b"\x00",  # before: null
             b"\x02",  # after: the map
             p.attributes_bytes,
