@@ -16,8 +16,6 @@ from typing import Any, Protocol
 
 from rocksdict import Options, Rdict, WriteBatch
 
-from stream_app.faust import partition_db
-
 
 class TableStore(Protocol):
     def get(self, partition: int, key: bytes) -> bytes | None: ...
@@ -109,6 +107,11 @@ class FaustTableStore(_RdictReads):
     """A TableStore over ``faust.Table.data`` when it is Faust's RocksDB store."""
 
     def __init__(self, table: Any, applied: Mapping[int, int] | None = None) -> None:
+        # imported here: the tools that read this module's stores (``snapshot``, ``rebuild``,
+        # ``conflicts``) do not load Faust, and neither does a ``produce`` building the CLI
+        from stream_app.faust import partition_db
+
+        self._partition_db = partition_db
         self._table = table
         self.applied: dict[int, int] = dict(applied or {})
         """The last changelog offset written to each partition's RocksDB by this process (seeded
@@ -119,7 +122,7 @@ class FaustTableStore(_RdictReads):
         return self._table.data
 
     def _db(self, partition: int) -> Any:
-        return partition_db(self._store, partition)
+        return self._partition_db(self._store, partition)
 
     @property
     def offset_key(self) -> bytes:
