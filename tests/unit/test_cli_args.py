@@ -87,3 +87,17 @@ def test_bad_configuration_is_a_clear_exit_2(
     assert main(["snapshot", "--out", "-"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("isin-pipeline snapshot: configuration error: topic_partitions")
+
+
+def test_the_command_line_loads_the_stream_runtime_only_for_the_commands_that_run_it() -> None:
+    """Every ``produce`` of the scheduler fleet builds the whole parser: Faust, aiokafka and
+    aiohttp (a quarter of a second) load only when a worker or the demo starts."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from isin_pipeline.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('faust', 'aiokafka', 'aiohttp', 'mode') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
