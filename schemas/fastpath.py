@@ -42,7 +42,12 @@ _SMALL = tuple(_zigzag_varint(n) for n in range(8192))
 
 def zigzag_varint(n: int) -> bytes:
     """An Avro ``long``: zig-zag encoded, then a little-endian base-128 varint."""
-    return _SMALL[n] if 0 <= n < 8192 else _zigzag_varint(n)
+    if 0 <= n < 8192:
+        return _SMALL[n]
+    if 0 < n < 1 << 20:  # three bytes: the line numbers of a list of up to a million rows
+        z = n << 1
+        return bytes((z & 0x7F | 0x80, (z >> 7) & 0x7F | 0x80, z >> 14))
+    return _zigzag_varint(n)
 
 
 def avro_string(text: str) -> bytes:

@@ -73,6 +73,23 @@ def test_leading_strings_read_the_first_fields_in_both_wire_formats() -> None:
         assert leading_strings(serde.encode("c", CURRENT_RECORD, current), 1) == [b"a b"]
 
 
+def test_zigzag_varints_are_fastavros_longs_at_every_width() -> None:
+    from io import BytesIO
+
+    from fastavro.io.binary_encoder import BinaryEncoder
+
+    def fastavro_long(n: int) -> bytes:
+        out = BytesIO()
+        encoder = BinaryEncoder(out)
+        encoder.write_long(n)
+        encoder.flush()
+        return out.getvalue()
+
+    edges = [0, 1, 63, 64, 8191, 8192, 8193, 2**13, 2**14, 2**20 - 1, 2**20, 2**21, 2**35, 2**62, -1, -8192, -(2**20)]
+    for n in edges + list(range(8180, 8200)) + random.Random(2).sample(range(-(2**22), 2**22), 5000):
+        assert zigzag_varint(n) == fastavro_long(n), n
+
+
 def test_zigzag_varints_match_the_avro_specification() -> None:
     # From the Avro specification's table of zig-zag encoded longs.
     assert [zigzag_varint(n) for n in (0, -1, 1, -2, 2, -64, 64)] == [
