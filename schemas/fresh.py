@@ -10,8 +10,9 @@ what the worker computed (the listing's canonical fields, the golden view, the c
 Byte for byte what ``stream_app.records.merge_event`` with the serde's encoding writes (and
 ``stream_app.changes.listing_changes``), which ``tests/unit/test_fresh.py`` checks on generated
 events in both wire formats. Anything this does not read exactly (another schema version, a map
-written in several blocks or with block sizes, a malformed body) gives None, and the caller
-takes the decoding path, which writes it or rejects it with a reason.
+written in several blocks or with block sizes, a varint longer than it needs to be, a string that
+is not UTF-8, a malformed body) gives None, and the caller takes the decoding path, which writes
+it or rejects it with a reason.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ class EventParts:
     slot_ms: int | None
 
 
+def _long(v: bytes, i: int) -> tuple[int, int]:
+    """An Avro ``long`` at ``i`` in its shortest form, as fastavro writes it: (value, index after
+    it). A longer form (a last byte of zero after the first) is valid Avro, but copying it would
+    not give the general path's bytes: IndexError, and the general path takes the event."""
+    n, end = _varint(v, i)
+    if end - i > 1 and v[end - 1] == 0:
+        raise IndexError("a varint longer than it needs to be")
+    return n, end
+
+
 def _string(v: bytes, i: int) -> tuple[int, int]:
     """Where a string's text starts and ends."""
     byte = v[i]
@@ -52,7 +63,7 @@ def _string(v: bytes, i: int) -> tuple[int, int]:
         start = i + 1
         end = start + (byte >> 1)
     else:
-        n, start = _varint(v, i)
+        n, start = _long(v, i)
         if n < 0:
             raise IndexError("negative string length")
         end = start + n
@@ -72,9 +83,12 @@ def read_event_parts(v: bytes, body: int) -> EventParts | None:
 
 def _cut(v: bytes, i: int) -> EventParts | None:
     # IsinEvent: content_hash, run_id, isin, country_code, source, line, attributes, published_at, slot
+    # every string is decoded, even where only its bytes are copied: one that is not UTF-8 is
+    # refused here, as the serde's decoding refuses it, and never reaches the table
     a = i
-    _, i = _string(v, i)
+    s, i = _string(v, i)
     digest = v[a:i]
+    v[s:i].decode()
     a = i
     s, i = _string(v, i)
     run_id = v[a:i]
@@ -84,8 +98,9 @@ def _cut(v: bytes, i: int) -> EventParts | None:
     isin = v[a:i]
     isin_text = v[s:i].decode()
     a = i
-    _, i = _string(v, i)
+    s, i = _string(v, i)
     country = v[a:i]
+    v[s:i].decode()
     a = i
     s, i = _string(v, i)
     source = v[a:i]
@@ -93,7 +108,7 @@ def _cut(v: bytes, i: int) -> EventParts | None:
     _, i = _varint(v, i)  # line
     a = i
     attributes: dict[str, str] = {}
-    count, i = _varint(v, i)
+    count, i = _long(v, i)
     if count < 0:
         return None  # a block with its size in bytes: fastavro writes none
     for _ in range(count):
@@ -108,7 +123,7 @@ def _cut(v: bytes, i: int) -> EventParts | None:
     if len(attributes) != count:
         return None  # a name twice: the serde's decoding keeps the last
     a = i
-    published_ms, i = _varint(v, i)
+    published_ms, i = _long(v, i)
     published = v[a:i]
     branch, i = _varint(v, i)  # slot: null, or a timestamp-millis
     slot: int | None = None
@@ -152,7 +167,7 @@ class FreshWriter:
         if body is None:
             return None
         parts = read_event_parts(value, body)
-        if parts is None or parts.isin_bytes[1:] != key or len(key) >= 64:
+        if parts is None or len(key) >= 64 or parts.isin_bytes[1:] != key:  # a one-byte length, then the key
             return None
         return parts
 

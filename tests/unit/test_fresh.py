@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,16 @@ from stdnum.iso7064 import mod_97_10
 
 from core.golden import GoldenConfig
 from core.isin import InvalidIsin, validate_isin
-from schemas import CURRENT_RECORD, ISIN_EVENT, LISTING_CHANGE, Serde, content_hash, make_serde
+from schemas import (
+    CURRENT_RECORD,
+    END_OF_RUN,
+    ISIN_EVENT,
+    LISTING_CHANGE,
+    Serde,
+    SerializationError,
+    content_hash,
+    make_serde,
+)
 from schemas.fastpath import EventEncoder
 from schemas.fresh import FreshWriter
 from stream_app.changes import listing_changes
@@ -107,12 +117,16 @@ def general_path(serde: Serde, golden: Golden | None, value: bytes) -> tuple[byt
 
 @pytest.mark.parametrize("registry", [None, {"url": "mock://fresh"}])
 @pytest.mark.parametrize("with_golden", [True, False])
-def test_a_new_isins_writes_are_the_general_paths(registry: dict[str, str] | None, with_golden: bool) -> None:
-    serde = make_serde({"url": f"{registry['url']}-{with_golden}"} if registry else None)
+@pytest.mark.parametrize("with_changes", [True, False])
+def test_a_new_isins_writes_are_the_general_paths(
+    registry: dict[str, str] | None, with_golden: bool, with_changes: bool
+) -> None:
+    serde = make_serde({"url": f"{registry['url']}-{with_golden}-{with_changes}"} if registry else None)
     rng = random.Random(11)
     golden = Golden(GoldenConfig(order=("gleif",)), 12) if with_golden else None
     output = ListOutput()
-    fresh = FreshIsin(serde, output, "isin.current", "isin.changes", golden, lambda: CLOCK_MS / 1000)
+    changes_topic = "isin.changes" if with_changes else None
+    fresh = FreshIsin(serde, output, "isin.current", changes_topic, golden, lambda: CLOCK_MS / 1000)
     cut = 0
     for slot in (None, 1_794_960_000_000):
         encode = EventEncoder(serde, "isin.events", "gleif", "run-1", PUBLISHED, slot_ms=slot)
@@ -130,13 +144,37 @@ def test_a_new_isins_writes_are_the_general_paths(registry: dict[str, str] | Non
                 expected_record, expected_change, expected_index = general_path(serde, golden, value)
                 assert record == expected_record
                 assert output.sent[-1] == (3, key, expected_record)
-                assert output.changes[-1] == (3, key, expected_change)
+                if with_changes:
+                    assert output.changes[-1] == (3, key, expected_change)
                 assert output.index_records[before:] == expected_index
     assert cut == 1600
+    assert len(output.changes) == (1600 if with_changes else 0)
     if with_golden:  # the generated events did reach conflicts and recognised identifiers
         records = [serde.decode(value).record for _, _, value in output.sent]
         assert any(r["conflicts"] for r in records)
         assert any("lei" in r["golden"] and "lei" not in r["listings"][0]["attributes"] for r in records)
+
+
+def _declined(serde: Serde, event: dict[str, Any]) -> dict[str, bytes]:
+    """``event`` encoded, then changed in the ways the fresh path must leave to the general path."""
+    value = serde.encode("isin.events", ISIN_EVENT, event)
+    key, digest = event["isin"].encode(), event["content_hash"].encode()
+    plain = b"\x04\x02a\x021\x04bb\x0422\x00"
+    assert plain in value and b"\x20" + digest in value and b"\x18" + key + b"\x04" in value
+    other_schema = bytearray(value)
+    other_schema[2:10] = END_OF_RUN.fingerprint
+    return {
+        "map block with its size": value.replace(plain, b"\x03\x14\x02a\x021\x04bb\x0422\x00"),
+        "map in two blocks": value.replace(plain, b"\x02\x02a\x021\x02\x04bb\x0422\x00"),
+        "a name twice (the last counts)": value.replace(plain, b"\x04\x02a\x021\x02a\x0422\x00"),
+        "hash length in two bytes": value.replace(b"\x20" + digest, b"\xa0\x00" + digest),
+        "ISIN length in two bytes": value.replace(b"\x18" + key, b"\x98\x00" + key),
+        "hash not UTF-8": value.replace(digest, b"\xff" + digest[1:]),
+        "country not UTF-8": value.replace(b"\x18" + key + b"\x04" + key[:2], b"\x18" + key + b"\x04\xc3("),
+        "another schema": bytes(other_schema),
+        "truncated": value[:-3],
+        "trailing bytes": value + b"\x00",
+    }
 
 
 def test_what_is_not_cut_exactly_goes_to_the_general_path(tmp_path: Path) -> None:
@@ -147,28 +185,57 @@ def test_what_is_not_cut_exactly_goes_to_the_general_path(tmp_path: Path) -> Non
     key = event["isin"].encode()
     assert write.parts(key, value) is not None
     assert write.parts(b"US0378331005", value) is None  # another ISIN's key
-    assert write.parts(key, value[:-3]) is None  # truncated
-    assert write.parts(key, value + b"\x00") is None  # trailing bytes
     assert write.parts(key, b"not avro") is None
-    plain = b"\x04\x02a\x021\x04bb\x0422\x00"
-    assert plain in value
-    sized = value.replace(plain, b"\x03\x14\x02a\x021\x04bb\x0422\x00")  # count -2 with its size
-    two_blocks = value.replace(plain, b"\x02\x02a\x021\x02\x04bb\x0422\x00")
-    twice = value.replace(plain, b"\x04\x02a\x021\x02a\x0422\x00")  # a name twice: the last counts
-    for other in (sized, two_blocks, twice):
-        assert write.parts(key, other) is None
-    # the loop writes them all by the general path, as the serde decodes them
-    store, output = DictTableStore(), ListOutput()
-    seen = SeenIndex(tmp_path / "seen.rdb")
-    seen.on_assigned([0])
+    declined = _declined(serde, event)
+    for why, other in declined.items():
+        assert write.parts(key, other) is None, why
+    long_key = {**event, "isin": "X" * 70}  # a key of 64 bytes or more: a two-byte length
+    assert write.parts(b"X" * 70, serde.encode("isin.events", ISIN_EVENT, long_key)) is None
+    # through the loop, each goes the general path: written as it writes it, or rejected with a reason
     golden = Golden(GoldenConfig(), 6)
-    dedup = Dedup(serde, store, output, seen, FakeReindex(()), "isin.current", changes_topic="c", golden=golden)
-    for offset, other in enumerate((sized, two_blocks, twice)):
-        store.apply(0, {key: None}, None)  # a new ISIN each time
-        asyncio.run(dedup.process(0, [RawRecord(offset, key, other)]))
-        record = serde.decode(store.get(0, key) or b"").record
-        assert record["listings"][0]["attributes"] == serde.decode(other).record["attributes"]
-    assert dedup.stats.new == 3 and dedup.stats.rejected == 0
+    for why, other in declined.items():
+        store, output = DictTableStore(), ListOutput()
+        seen = SeenIndex(tmp_path / f"seen-{len(why)}-{why[:4]}.rdb")
+        seen.on_assigned([0])
+        dedup = Dedup(
+            serde,
+            store,
+            output,
+            seen,
+            FakeReindex(()),
+            "isin.current",
+            changes_topic="isin.changes",
+            clock=lambda: CLOCK_MS / 1000,
+            golden=golden,
+        )
+        joined = _count_joined(lambda d=dedup, o=other: asyncio.run(d.process(0, [RawRecord(0, key, o)])))
+        assert joined == 0, why
+        try:
+            decoded = serde.decode(other)
+        except SerializationError:
+            decoded = None
+        if decoded is None or decoded.schema is not ISIN_EVENT:
+            assert dedup.stats.rejected == 1 and store.get(0, key) is None, why
+        else:
+            assert store.get(0, key) == general_path(serde, golden, other)[0], why
+            assert dedup.stats.new == 1 and dedup.stats.rejected == 0, why
+
+
+def _count_joined(run: Callable[[], object]) -> int:
+    """How many new ISINs ``run`` had the fresh path write."""
+    joined = 0
+    original = FreshIsin.__call__
+
+    def counted(self: FreshIsin, partition: int, key: bytes, value: bytes) -> bytes | None:
+        nonlocal joined
+        written = original(self, partition, key, value)
+        joined += written is not None
+        return written
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FreshIsin, "__call__", counted)
+        run()
+    return joined
 
 
 def _events(serde: Serde, path: Path, source: str, run_id: str, first: int, amend: bool = False) -> list[RawRecord]:
@@ -185,7 +252,7 @@ def _events(serde: Serde, path: Path, source: str, run_id: str, first: int, amen
     return out
 
 
-def _day(tmp_path: Path, serde: Serde, events: list[RawRecord], fresh: bool) -> tuple[ListOutput, int]:
+def _day(tmp_path: Path, serde: Serde, events: list[RawRecord], fresh: bool, name: str = "") -> tuple[ListOutput, int]:
     """The events through a dedup loop: what it wrote, and how many new ISINs it joined from bytes."""
     joined = 0
     original = FreshIsin.__call__
@@ -197,7 +264,7 @@ def _day(tmp_path: Path, serde: Serde, events: list[RawRecord], fresh: bool) -> 
         return written
 
     store, output = DictTableStore(), ListOutput()
-    seen = SeenIndex(tmp_path / f"seen-{fresh}.rdb")
+    seen = SeenIndex(tmp_path / f"seen-{name}-{fresh}.rdb")
     seen.on_assigned([0])
     golden = Golden(GoldenConfig(order=("xetra", "nse")), 6)
     dedup = Dedup(
@@ -235,3 +302,25 @@ def test_the_loop_writes_the_same_day_either_way_on_real_lists(tmp_path: Path) -
     assert fast.sent == general.sent
     assert fast.changes == general.changes
     assert fast.index_records == general.index_records
+
+
+def test_the_loop_writes_the_same_either_way_with_a_registry_and_a_slot(tmp_path: Path) -> None:
+    """Generated events in the Confluent wire format, of a run with a slot, each ISIN twice (the
+    second row of the same run goes the general path), through the loop both ways."""
+    serde = make_serde({"url": "mock://fresh-loop"})
+    rng = random.Random(23)
+    slot = 1_794_960_000_000
+    encode = EventEncoder(serde, "isin.events", "gleif", "run-9", PUBLISHED, slot_ms=slot)
+    events: list[RawRecord] = []
+    for _ in range(300):
+        event = random_event(rng, "gleif", "run-9", slot)
+        for attributes in (event["attributes"], {**event["attributes"], "second row": "yes"}):
+            value = encode(event["isin"], event["line"], attributes, content_hash("gleif", attributes))
+            events.append(RawRecord(len(events), event["isin"].encode(), value))
+    fast, joined = _day(tmp_path, serde, events, True, "registry")
+    general, none = _day(tmp_path, serde, events, False, "registry")
+    assert joined == 300 and none == 0
+    assert len(fast.sent) == 600 and fast.sent == general.sent
+    assert fast.changes == general.changes and len(fast.changes) >= 600
+    assert fast.index_records == general.index_records
+    assert serde.decode(fast.changes[0][2]).record["slot"].timestamp() * 1000 == slot
