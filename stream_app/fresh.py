@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.golden import canonical_fields, golden_view
+from core.golden import canonical_fields, golden_view_of_one
 from schemas import Serde
 from schemas.fresh import FreshWriter
 from stream_app.changes import change_id
@@ -54,14 +54,12 @@ class FreshIsin:
         else:
             config = golden.config
             fields = canonical_fields(parts.source, parts.attributes, config)
-            listing = {"source": parts.source, "fields": fields}
-            view = golden_view(parts.isin, [listing], config)
+            view = golden_view_of_one(parts.isin, parts.source, fields, config)
             record = writer.record(parts, fields, view.golden, view.identifiers, view.conflicts)
             if record is not None:
-                for index_partition, index_key, isin in golden.index_changes(
-                    parts.isin, None, {"isin": parts.isin, "listings": [listing]}
-                ):
-                    self._output.index(index_partition, index_key, isin)
+                index = self._output.index
+                for index_partition, index_key, isin in golden.index_of_new(parts.isin, {"fields": fields}):
+                    index(index_partition, index_key, isin)
         if record is None:
             return None
         self._output.send(partition, key, record)

@@ -83,6 +83,13 @@ class Golden:
         for field, text in sorted(new - old):
             yield index_partition(field, text, self._partitions), index_key(field, text, isin), value
 
+    def index_of_new(self, isin: str, listing: Record) -> list[tuple[int, bytes, bytes]]:
+        """``index_changes(isin, None, record)`` for a new record whose one listing is ``listing``
+        (with its ``fields``): one put per lookup key, in the same order."""
+        value, partitions = isin.encode(), self._partitions
+        keys = sorted(lookup_keys({"isin": isin, "listings": [listing]}))
+        return [(index_partition(field, text, partitions), index_key(field, text, isin), value) for field, text in keys]
+
 
 def lookup_keys(record: Record | None) -> set[tuple[str, str]]:
     """Every (field, value) by which ``record`` is found: the lookup fields any of its listings

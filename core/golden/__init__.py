@@ -15,6 +15,7 @@ from core.golden.view import (
     IdentifierValue,
     canonical_fields,
     golden_view,
+    golden_view_of_one,
     lookup_keys,
     mapped_attributes,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "derived_identifiers",
     "field_for",
     "golden_view",
+    "golden_view_of_one",
     "lookup_keys",
     "mapped_attributes",
     "normalise",

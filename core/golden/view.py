@@ -176,6 +176,29 @@ def golden_view(isin: str, listings: Sequence[Mapping[str, Any]], config: Golden
     return GoldenView(golden, identifiers, conflicts)
 
 
+def golden_view_of_one(isin: str, source: str, fields: Mapping[str, str], config: GoldenConfig) -> GoldenView:
+    """``golden_view`` of an ISIN that one source lists, with that listing's canonical ``fields``
+    (a new ISIN, most of a first day). When the identifiers derived from the ISIN and the
+    source's fields share no field, every field has one value and no conflict, so the view is
+    read off directly; otherwise, ``golden_view`` decides."""
+    derived = derived_identifiers(isin)
+    if derived and not derived.keys().isdisjoint(fields):
+        return golden_view(isin, [{"source": source, "fields": fields}], config)
+    golden: dict[str, GoldenValue] = {}
+    identifiers: dict[str, IdentifierValue] = {}
+    for fld in FIELDS:  # the order golden_view writes them in
+        if fld in fields:
+            given, value = source, fields[fld]
+        elif fld in derived:
+            given, value = DERIVED, derived[fld]
+        else:
+            continue
+        golden[fld] = {"value": value, "source": given}
+        if fld in IDENTIFIER_FIELDS:
+            identifiers[fld] = {"value": value, "sources": [given]}
+    return GoldenView(golden, identifiers, [])
+
+
 def lookup_keys(isin: str, listings: Sequence[Mapping[str, Any]], config: GoldenConfig) -> set[tuple[str, str]]:
     """Every ``(field, value)`` of LOOKUP_FIELDS that any source (or the ISIN itself) gives: what
     a secondary index keyed by identifier must hold for this ISIN, golden or not."""

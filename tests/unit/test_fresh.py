@@ -153,6 +153,11 @@ def test_a_new_isins_writes_are_the_general_paths(
         records = [serde.decode(value).record for _, _, value in output.sent]
         assert any(r["conflicts"] for r in records)
         assert any("lei" in r["golden"] and "lei" not in r["listings"][0]["attributes"] for r in records)
+        # the CUSIP or SEDOL inside the ISIN, alone and beside a source's own (the two ways the
+        # one-listing view is built)
+        derived = [r for r in records if any(v["source"] == "derived" for v in r["golden"].values())]
+        assert any("cusip" not in r["listings"][0]["attributes"] for r in derived)
+        assert any("cusip" in r["listings"][0]["fields"] for r in derived)
 
 
 def _declined(serde: Serde, event: dict[str, Any]) -> dict[str, bytes]:
