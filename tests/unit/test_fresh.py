@@ -198,21 +198,8 @@ def test_what_is_not_cut_exactly_goes_to_the_general_path(tmp_path: Path) -> Non
     assert write.parts(b"X" * 70, serde.encode("isin.events", ISIN_EVENT, long_key)) is None
     # through the loop, each goes the general path: written as it writes it, or rejected with a reason
     golden = Golden(GoldenConfig(), 6)
-    for why, other in declined.items():
-        store, output = DictTableStore(), ListOutput()
-        seen = SeenIndex(tmp_path / f"seen-{len(why)}-{why[:4]}.rdb")
-        seen.on_assigned([0])
-        dedup = Dedup(
-            serde,
-            store,
-            output,
-            seen,
-            FakeReindex(()),
-            "isin.current",
-            changes_topic="isin.changes",
-            clock=lambda: CLOCK_MS / 1000,
-            golden=golden,
-        )
+    for n, (why, other) in enumerate(declined.items()):
+        dedup, store, _ = _loop(serde, tmp_path / f"seen-declined-{n}.rdb", golden)
         joined = _count_joined(lambda d=dedup, o=other: asyncio.run(d.process(0, [RawRecord(0, key, o)])))
         assert joined == 0, why
         try:
@@ -226,14 +213,34 @@ def test_what_is_not_cut_exactly_goes_to_the_general_path(tmp_path: Path) -> Non
             assert dedup.stats.new == 1 and dedup.stats.rejected == 0, why
 
 
-def _count_joined(run: Callable[[], object]) -> int:
-    """How many new ISINs ``run`` had the fresh path write."""
+def _loop(serde: Serde, seen_path: Path, golden: Golden) -> tuple[Dedup, DictTableStore, ListOutput]:
+    """A dedup loop with the golden view and the change topic, on the unit fakes, its clock fixed."""
+    store, output = DictTableStore(), ListOutput()
+    seen = SeenIndex(seen_path)
+    seen.on_assigned([0])
+    dedup = Dedup(
+        serde,
+        store,
+        output,
+        seen,
+        FakeReindex(()),
+        "isin.current",
+        changes_topic="isin.changes",
+        clock=lambda: CLOCK_MS / 1000,
+        golden=golden,
+    )
+    return dedup, store, output
+
+
+def _count_joined(run: Callable[[], object], fresh: bool = True) -> int:
+    """How many new ISINs ``run`` had the fresh path write (with ``fresh`` False, it writes none:
+    every event takes the general path)."""
     joined = 0
     original = FreshIsin.__call__
 
     def counted(self: FreshIsin, partition: int, key: bytes, value: bytes) -> bytes | None:
         nonlocal joined
-        written = original(self, partition, key, value)
+        written = original(self, partition, key, value) if fresh else None
         joined += written is not None
         return written
 
@@ -259,34 +266,15 @@ def _events(serde: Serde, path: Path, source: str, run_id: str, first: int, amen
 
 def _day(tmp_path: Path, serde: Serde, events: list[RawRecord], fresh: bool, name: str = "") -> tuple[ListOutput, int]:
     """The events through a dedup loop: what it wrote, and how many new ISINs it joined from bytes."""
-    joined = 0
-    original = FreshIsin.__call__
-
-    def counted(self: FreshIsin, partition: int, key: bytes, value: bytes) -> bytes | None:
-        nonlocal joined
-        written = original(self, partition, key, value) if fresh else None
-        joined += written is not None
-        return written
-
-    store, output = DictTableStore(), ListOutput()
-    seen = SeenIndex(tmp_path / f"seen-{name}-{fresh}.rdb")
-    seen.on_assigned([0])
-    golden = Golden(GoldenConfig(order=("xetra", "nse")), 6)
-    dedup = Dedup(
-        serde,
-        store,
-        output,
-        seen,
-        FakeReindex(()),
-        "isin.current",
-        changes_topic="isin.changes",
-        clock=lambda: CLOCK_MS / 1000,
-        golden=golden,
+    dedup, _, output = _loop(
+        serde, tmp_path / f"seen-{name}-{fresh}.rdb", Golden(GoldenConfig(order=("xetra", "nse")), 6)
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(FreshIsin, "__call__", counted)
+
+    def run() -> None:
         for first in range(0, len(events), 500):
             asyncio.run(dedup.process(0, events[first : first + 500]))
+
+    joined = _count_joined(run, fresh)
     return output, joined
 
 
