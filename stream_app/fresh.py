@@ -4,8 +4,9 @@ A new ISIN's record is ``merge_event(None, event)`` with the golden view applied
 change is one ``LISTED``; its identifier-index records are one put per lookup key. The general
 path builds each as dicts, diffs them against nothing, and encodes them (about 40 µs of the
 loop's thread per GLEIF event, most of a first day). Here the record and the change are joined
-from the event's encoded fields (``schemas.fresh``), and only the listing's canonical fields and
-the golden view are computed, with the same functions as the general path.
+from the event's encoded fields (``schemas.fresh``), and only the listing's canonical fields, the
+golden view of its one listing (``core.golden.golden_view_of_one``) and the index puts are
+computed, by the same rules as the general path.
 
 The same bytes as the general path (``tests/unit/test_fresh.py`` runs both on generated events
 and on real lists): anything not cut exactly gives None, and the loop takes the general path,
