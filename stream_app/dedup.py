@@ -24,7 +24,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +32,7 @@ from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING
 from schemas.fastpath import leading_strings
 from schemas.fastrecords import EventReader, fast_encoder
 from stream_app.changes import backfill_changes, listing_changes
-from stream_app.dedup_io import DedupStats, Output, Reindex, SegmentReads
+from stream_app.dedup_io import DedupStats, Output, Reindex, read_segment
 from stream_app.fresh import FreshIsin
 from stream_app.golden import Golden
 from stream_app.records import listing_hashes, merge_event, remove_source
@@ -80,8 +79,6 @@ class Dedup:
         self.stats = DedupStats()
         self._batch = DedupStats()
         self._dead_pending = False
-        self._reads = ThreadPoolExecutor(1, thread_name_prefix="table-reads")
-        """Where a segment's stored records are read, a chunk ahead of the loop (``SegmentReads``)."""
         self.net_keys: dict[int, int] = {}
         """Keys added minus keys deleted per partition, as committed to the store: with one count
         of the store, this keeps the table's size exact without walking it again."""
@@ -103,21 +100,11 @@ class Dedup:
             records = records[again:]
             if not records:
                 return
-        reads = SegmentReads(self._reads)
-        try:
-            await self._process(partition, records, reads)
-        finally:
-            reads.close()  # no read of this batch outlives it
-
-    async def _process(self, partition: int, records: Sequence[Any], reads: SegmentReads) -> None:
-        """The batch's events in offset order: each segment between end-of-run markers reads its
-        keys' stored records a chunk ahead (``SegmentReads``), and is committed before the marker."""
         pending: dict[bytes, bytes | None] = {}
         seen_runs: dict[bytes, list[bytes]] = {}
         stats = self._batch = DedupStats()
         read = self._store.reader(partition)
-        olds: dict[bytes, bytes | None] = {}  # the stored records of the segment's keys read so far
-        covered = -1  # the first record index they do not cover; -1: no segment begun
+        olds: dict[bytes, bytes | None] | None = None  # the stored records of the segment's keys
         send = self._output.send
         decode = self._serde.decode
         encode = self._encode
@@ -134,14 +121,10 @@ class Dedup:
                 pending, seen_runs = {}, {}
                 await self._end_of_run(partition, value, rec.offset)
                 read = self._store.reader(partition)  # after the awaits: the store as it is now
-                covered = -1
+                olds = None
                 continue
-            if covered < 0:
-                reads.begin(read, records, index)
-                olds = {}
-            if index >= covered:
-                found, covered = await reads.next()
-                olds.update(found)
+            if olds is None:
+                olds = read_segment(read, records, index)
             stats.events += 1
             if not stats.events % YIELD_EVERY:
                 await asyncio.sleep(0)  # a large batch: queries and heartbeats go on meanwhile

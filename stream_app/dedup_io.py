@@ -1,12 +1,10 @@
 """What the dedup loop (``stream_app/dedup.py``) works with: the output it writes to, the reindex
-callback of a run whose seen ISINs were lost, its counters, and the chunked, prefetched read of a
-segment's stored records."""
+callback of a run whose seen ISINs were lost, its counters, and the batched read of a segment's
+stored records."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, wait
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -57,77 +55,16 @@ class DedupStats:
         batch.events = batch.new = batch.changed = batch.unchanged = batch.rejected = 0
 
 
-READ_CHUNK = 2_000
-"""Keys of a segment read from the table in one multi-get on the reads thread."""
-
-
-class SegmentReads:
-    """The stored records of a segment's keys (its events, from one record up to the next
-    end-of-run marker), read a chunk at a time on a thread of their own: while the loop works
-    through one chunk's events, the next chunk's keys are read.
-
-    RocksDB's multi-get releases the GIL. On day 2 and on a re-run every key is in the table,
-    and a lookup costs about 4 µs here, a third of the loop's time; a core with room to spare
-    now does it beside the loop. The table is not written while a segment is processed (the
-    writes wait in the pending overlay until its commit), so every chunk reads the table as
-    the segment's first read found it, as one multi-get of the whole segment did.
-
-    ``close()`` waits for a read still in flight, so that none outlives its segment (the
-    table's next write, or a revoked partition's database closed under it).
-    """
-
-    def __init__(self, executor: Executor, chunk: int | None = None) -> None:
-        self._executor, self._chunk = executor, chunk or READ_CHUNK
-        self._read: Callable[[list[bytes]], list[bytes | None]] | None = None
-        self._chunks: list[tuple[int, list[bytes]]] = []  # (first record index not covered, keys)
-        self._next = 0
-        self._inflight: Future[dict[bytes, bytes | None]] | None = None
-
-    def begin(self, read: Callable[[list[bytes]], list[bytes | None]], records: Sequence[Any], start: int) -> None:
-        """A segment begins at ``records[start]``: plan its chunks and start reading the first."""
-        self.close()
-        chunks: list[tuple[int, list[bytes]]] = []
-        keys: list[bytes] = []
-        end = len(records)
-        for index in range(start, len(records)):
-            rec = records[index]
-            if rec.value is None:
-                continue
-            if rec.key is None:
-                end = index
-                break
-            keys.append(rec.key)
-            if len(keys) >= self._chunk:
-                chunks.append((index + 1, keys))
-                keys = []
-        if keys or not chunks:
-            chunks.append((end, keys))
-        self._read, self._chunks, self._next = read, chunks, 0
-        self._inflight = self._submit()
-
-    def _submit(self) -> Future[dict[bytes, bytes | None]] | None:
-        if self._next >= len(self._chunks):
-            return None
-        assert self._read is not None
-        return self._executor.submit(_read_into_dict, self._read, self._chunks[self._next][1])
-
-    async def next(self) -> tuple[dict[bytes, bytes | None], int]:
-        """The next chunk's stored records, and the index of the first record after the chunk;
-        the chunk after it is read meanwhile."""
-        inflight = self._inflight
-        assert inflight is not None, "read past the segment"
-        found = await asyncio.wrap_future(inflight)
-        covered = self._chunks[self._next][0]
-        self._next += 1
-        self._inflight = self._submit()
-        return found, covered
-
-    def close(self) -> None:
-        """Wait for the read in flight, if any (at most one chunk's)."""
-        if self._inflight is not None:
-            wait([self._inflight])
-            self._inflight = None
-
-
-def _read_into_dict(read: Callable[[list[bytes]], list[bytes | None]], keys: list[bytes]) -> dict[bytes, bytes | None]:
-    return dict(zip(keys, read(keys), strict=True)) if keys else {}
+def read_segment(
+    read: Callable[[list[bytes]], list[bytes | None]], records: Sequence[Any], start: int
+) -> dict[bytes, bytes | None]:
+    """The stored records of the events' keys from ``start`` up to the next end-of-run marker,
+    in one multi-get: one call into RocksDB for a fetch's worth of keys, not one per event."""
+    keys: list[bytes] = []
+    for rec in records[start:]:
+        if rec.value is None:
+            continue
+        if rec.key is None:
+            break
+        keys.append(rec.key)
+    return dict(zip(keys, read(keys), strict=True))
