@@ -61,6 +61,15 @@ def report(r: dict[str, Any]) -> None:
             "yes" if at_day < 180 else "NO",
         )
         table.add_row("  producer / workers peak RSS", _rss(e2e), "", "", "")
+        longest = e2e.get("producer_longest_transaction_s")
+        if longest is not None:
+            table.add_row(
+                "  the run's longest transaction",
+                f"{longest} s of {e2e['producer_transactions']}",
+                "",
+                "≤ 60 s",
+                "yes" if longest <= 60 else "NO",
+            )
     Console(stderr=True).print(table)
 
 

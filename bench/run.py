@@ -122,6 +122,8 @@ def run(
             "duration_s": p1["duration_s"],
             "wall_s": p1["wall_s"],
             "peak_rss_mb": p1["peak_rss_mb"],
+            "transactions": p1["transactions"],
+            "longest_transaction_s": p1["longest_transaction_s"],
         }
         apps = {n: Workers(envs[n], tmp / f"app-{n}w", n, PARTITIONS) for n in counts}
         peer = None if skip_peer else Peer(bootstrap, base["TOPIC_RAW"], suffix, tmp / "quix-state")

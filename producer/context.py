@@ -48,6 +48,9 @@ class RunSummary:
     """Transactions the run committed: its chunks (``RUN_CHUNK_ROWS``, ``RUN_CHUNK_S``), the last
     holding the markers and the run record. A failed run's committed chunks hold new and changed
     listings only: no markers, so no deletions."""
+    longest_transaction_s: float = 0.0
+    """How long the longest of them was open, from its begin to its commit acknowledged: what
+    must stay under the broker's ``transaction.timeout.ms`` (``RUN_CHUNK_S`` bounds it)."""
     markers: bool = False
     """End-of-run markers were published: the stream app deletes what the list no longer has."""
     framing: str = ""

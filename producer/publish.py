@@ -83,6 +83,8 @@ class Publisher:
         self._chunk_events = 0
         self.chunks = 0
         """Transactions the run committed (its chunks; the last holds the markers and record)."""
+        self.longest_transaction_s = 0.0
+        """The longest of them, from its begin to its commit acknowledged."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -260,6 +262,7 @@ class Publisher:
                 raise FencedError(f"another producer took over this run's slot: {err.str()}") from exc
             raise PublishError(f"cannot commit {what}: {err.str()}") from exc
         self._transactional = False
+        self.longest_transaction_s = max(self.longest_transaction_s, round(time.monotonic() - self._chunk_started, 3))
 
     def abort(self) -> None:
         """Abort the run's transaction (best effort: a fenced or dead producer cannot)."""

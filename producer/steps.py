@@ -53,6 +53,7 @@ def run_steps(
             complete(ctx, plan, summary, me, publisher, read, status, stop_heartbeat)
         finally:
             summary.transactions = publisher.chunks
+            summary.longest_transaction_s = publisher.longest_transaction_s
             publisher.close()
     finally:
         if download.path is not None:

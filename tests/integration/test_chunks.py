@@ -27,6 +27,7 @@ def test_chunks_reach_the_table_as_the_run_goes_and_a_dead_run_deletes_nothing(
     first = pipeline.produce(url, "--slot", DAY1)
     assert first.summary is not None and first.summary["status"] == "succeeded", first.summary
     assert first.summary["transactions"] >= 2  # 2,387 rows in batches of 2,000, a chunk from 500
+    assert 0 < first.summary["longest_transaction_s"] <= first.summary["duration_s"]
     pipeline.wait_processed(len(day1), markers=pipeline.partitions)
     assert set(pipeline.current()) == day1
 
