@@ -65,6 +65,12 @@ class StreamSettings(KafkaSettings):
     """RocksDB block cache of each table partition a worker holds, in MB. Faust's default is
     2 GB per partition: a worker's memory then grew with every partition it read (2.5 GB per
     worker at the end of a 9.3M-row day, over the base StatefulSet's 2 GiB limit)."""
+    table_bloom_bits: int = Field(default=10, ge=1, le=32)
+    """Bloom filter bits per key in each table partition's files. Faust's default is 3, which
+    lets about a third of the lookups of a key absent from a file read one of its blocks anyway:
+    with a partition of 1.55 million keys (a 9.3M-row table in six), a day-1 lookup (the key is
+    new) took 3.6 µs at 3 bits and 1.8 µs at 10, and a present key's 4.0 and 2.5 µs. 1.25 bytes
+    per key."""
     standby_replicas: int = 1
     """Warm copies of each table partition on other workers, for fast takeover."""
     commit_interval_s: float = 2.0
@@ -84,6 +90,7 @@ class StreamSettings(KafkaSettings):
             "write_buffer_size": self.table_write_buffer_mb * mib,
             "max_write_buffer_number": 2,
             "block_cache_size": self.table_block_cache_mb * mib,
+            "bloom_filter_size": self.table_bloom_bits,
         }
 
     @field_validator("api_token")
