@@ -67,10 +67,12 @@ class StreamSettings(KafkaSettings):
     worker at the end of a 9.3M-row day, over the base StatefulSet's 2 GiB limit)."""
     table_bloom_bits: int = Field(default=10, ge=1, le=32)
     """Bloom filter bits per key in each table partition's files. Faust's default is 3, which
-    lets about a third of the lookups of a key absent from a file read one of its blocks anyway:
-    with a partition of 1.55 million keys (a 9.3M-row table in six), a day-1 lookup (the key is
-    new) took 3.6 µs at 3 bits and 1.8 µs at 10, and a present key's 4.0 and 2.5 µs. 1.25 bytes
-    per key."""
+    lets about a quarter of the lookups of a key absent from a file read one of its blocks anyway:
+    with a partition of 1.55 million keys (a 9.3M-row table in six) written without pause, a
+    day-1 lookup (the key is new) took 3.6 µs at 3 bits and 1.8 µs at 10, and a present key's 4.0
+    and 2.5 µs. The benches end to end did not move (9.3M rows, 3M rows: within their noise), as
+    compaction keeps few files per partition there. 10 is RocksDB's usual choice; 1.25 bytes per
+    key."""
     standby_replicas: int = 1
     """Warm copies of each table partition on other workers, for fast takeover."""
     commit_interval_s: float = 2.0
