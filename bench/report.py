@@ -6,6 +6,9 @@ from typing import Any
 
 DAYS = ("day1", "day2", "rerun")
 FULL_DAY_ROWS = 9_300_000
+TRANSACTION_BOUND_S = 60
+"""No transaction of a run open longer than this (the scale issue's bound for a day of any size):
+far under Kafka's transaction timeout, so a slow broker or a large list never ends a run."""
 TARGETS = {
     "producer_vs_raw_produce": 0.5,
     "day1_vs_raw_consume": 0.1,
@@ -65,10 +68,10 @@ def report(r: dict[str, Any]) -> None:
         if longest is not None:
             table.add_row(
                 "  the run's longest transaction",
-                f"{longest} s of {e2e['producer_transactions']}",
+                f"{longest} s (the longest of {e2e['producer_transactions']})",
                 "",
-                "≤ 60 s",
-                "yes" if longest <= 60 else "NO",
+                f"≤ {TRANSACTION_BOUND_S} s",
+                "yes" if longest <= TRANSACTION_BOUND_S else "NO",
             )
     Console(stderr=True).print(table)
 

@@ -50,7 +50,8 @@ class RunSummary:
     listings only: no markers, so no deletions."""
     longest_transaction_s: float = 0.0
     """How long the longest of them was open, from its begin to its commit acknowledged: what
-    must stay under the broker's ``transaction.timeout.ms`` (``RUN_CHUNK_S`` bounds it)."""
+    must stay under the broker's ``transaction.timeout.ms`` (``RUN_CHUNK_S`` bounds it). Committed
+    transactions only: a failed run's open transaction, aborted, is not counted."""
     markers: bool = False
     """End-of-run markers were published: the stream app deletes what the list no longer has."""
     framing: str = ""

@@ -84,7 +84,7 @@ class Publisher:
         self.chunks = 0
         """Transactions the run committed (its chunks; the last holds the markers and record)."""
         self.longest_transaction_s = 0.0
-        """The longest of them, from its begin to its commit acknowledged."""
+        """The longest of them, from its begin to its commit acknowledged (committed ones only)."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -242,16 +242,14 @@ class Publisher:
             self.producer.begin_transaction()
         except KafkaException as exc:
             raise PublishError(f"cannot begin the run's next chunk: {exc.args[0].str()}") from exc
-        self._transactional = True
-        self.chunks += 1
         self._chunk_started, self._chunk_events = time.monotonic(), 0
+        self._transactional = True
 
     def commit(self) -> None:
         """Commit the run's last transaction; FencedError if another producer took over the slot."""
         if not self._transactional:
             return
         self._commit("the run's transaction")
-        self.chunks += 1
 
     def _commit(self, what: str) -> None:
         try:
@@ -262,6 +260,7 @@ class Publisher:
                 raise FencedError(f"another producer took over this run's slot: {err.str()}") from exc
             raise PublishError(f"cannot commit {what}: {err.str()}") from exc
         self._transactional = False
+        self.chunks += 1
         self.longest_transaction_s = max(self.longest_transaction_s, round(time.monotonic() - self._chunk_started, 3))
 
     def abort(self) -> None:

@@ -409,6 +409,7 @@ def test_the_table_opens_its_partitions_with_bounded_rocksdb_memory(fresh: Batch
     assert options.block_cache_size == settings.table_block_cache_mb * 1024 * 1024 < 2 * 1024**3
     assert options.write_buffer_size == settings.table_write_buffer_mb * 1024 * 1024 < 64 * 1024 * 1024
     assert options.max_write_buffer_number == 2
+    assert options.bloom_filter_size == settings.table_bloom_bits == 10  # Faust's default is 3
     db = partition_db(store, 0)  # opened with those options: a put and a get work
     db[b"k"] = b"v"
     assert db[b"k"] == b"v"

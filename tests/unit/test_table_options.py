@@ -13,7 +13,8 @@ KEYS = 20_000
 
 
 def _filter_bytes_per_key(settings: StreamSettings, path: Path) -> float:
-    """Open a partition as Faust opens it, write one file of KEYS keys, and read its filter size."""
+    """Open a partition with Faust's RocksDBOptions of the settings (the app passes them to its
+    table: tests/unit/test_faust_contract.py), write one file of KEYS keys, and read its filter size."""
     db = RocksDBOptions(**settings.table_options()).open(path)
     try:
         for i in range(KEYS):
