@@ -25,7 +25,8 @@ class BenchError(Exception):
 
 def private_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
     """The environment of a pipeline on topics and a group of its own (``<prefix>.events`` …)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOPIC_", "SCHEMA_REGISTRY", "PRODUCER_WORKERS"))}
+    private = ("TOPIC_", "SCHEMA_REGISTRY", "PRODUCER_WORKERS", "PRODUCER_COLUMNAR")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(private)}
     env.update(
         {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,

@@ -1,10 +1,13 @@
-"""The producer on one process and on every core, alternated on the same 1M-row day and broker.
+"""The producer's ways of reading a list, alternated on the same 1M-row day and broker.
 
-    python -m bench.producer_cores [--rows 1000000] [--rounds 2]
+    python -m bench.producer_cores [--rows 1000000] [--rounds 2] [--out FILE]
 
-``PRODUCER_WORKERS=1`` reads, validates and encodes in the run's process; the default cuts the
-list into byte ranges for one process per core (producer/parallel.py). Prints rows/s and peak
-RSS of each run, and the ratio of the medians.
+- ``one process``: ``PRODUCER_WORKERS=1``, the row loop in the run's process;
+- ``rows, one per core``: the list cut into byte ranges, one process per core
+  (producer/parallel.py), each range read by the row loop (``PRODUCER_COLUMNAR=false``);
+- ``columns, one per core``: the default, plain ranges read as columns (producer/columnar.py).
+
+Prints rows/s and peak RSS of each run, and the ratios of the medians; writes them to ``--out``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "producer-cores.json")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="isin-producer-cores-"))
     make_days(args.rows, tmp)
@@ -35,23 +39,42 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = broker.start()
     server = serve_directory(tmp)
     url = f"http://127.0.0.1:{server.server_address[1]}/day1.csv.zip"
-    runs: dict[str, list[tuple[int, float]]] = {"one process": [], "one per core": []}
+    variants = {
+        "one process": {"PRODUCER_WORKERS": "1", "PRODUCER_COLUMNAR": "false"},
+        "rows, one per core": {"PRODUCER_COLUMNAR": "false"},
+        "columns, one per core": {},
+    }
+    runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in variants}
     try:
         for _ in range(args.rounds):
-            for name, workers in (("one process", "1"), ("one per core", None)):
+            for name, overrides in variants.items():
                 suffix = uuid.uuid4().hex[:8]
-                env = private_env(bootstrap, f"cores-{suffix}")
-                if workers:
-                    env["PRODUCER_WORKERS"] = workers
+                env = private_env(bootstrap, f"cores-{suffix}") | overrides
                 create_topics(env)
                 summary = produce(env, url, "--source-name", "gleif-bench")
-                runs[name].append((round(summary["rows"] / summary["duration_s"]), summary["peak_rss_mb"]))
-                print(f"{name:14} {runs[name][-1][0]:>8,} rows/s  peak RSS {runs[name][-1][1]} MB", flush=True)
+                runs[name].append(
+                    (
+                        round(summary["rows"] / summary["duration_s"]),
+                        summary["peak_rss_mb"],
+                        summary["children_peak_rss_mb"],
+                    )
+                )
+                rate, rss, children = runs[name][-1]
+                print(f"{name:22} {rate:>8,} rows/s  peak RSS {rss} MB, range processes {children} MB", flush=True)
     finally:
         server.shutdown()
         broker.stop()
-    one, every = (statistics.median(r for r, _ in runs[k]) for k in ("one process", "one per core"))
-    print(json.dumps({"runs": runs, "one_per_core_over_one_process": round(every / one, 2), "cpus": os.cpu_count()}))
+    one, rows, columns = (statistics.median(r for r, _, _ in runs[k]) for k in variants)
+    result = {
+        "rows": args.rows,
+        "runs": runs,
+        "rows_per_core_over_one_process": round(rows / one, 2),
+        "columns_over_rows_per_core": round(columns / rows, 2),
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -27,6 +27,17 @@ def vm_hwm_kb(pid: int) -> int | None:
     return None
 
 
+def children_of(pid: int) -> list[int]:
+    """The pids of a running process's children (of any of its threads)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def produce(env: dict[str, str], url: str, *args: str) -> dict[str, Any]:
     """One `isin-pipeline produce`: its summary, wall time and peak RSS.
 
@@ -44,8 +55,11 @@ def produce(env: dict[str, str], url: str, *args: str) -> dict[str, Any]:
             text=True,
         )
         peak_kb = 0
+        children_kb: dict[int, int] = {}  # the range processes (and multiprocessing's tracker)
         while proc.poll() is None:
             peak_kb = max(peak_kb, vm_hwm_kb(proc.pid) or 0)
+            for child in children_of(proc.pid):
+                children_kb[child] = max(children_kb.get(child, 0), vm_hwm_kb(child) or 0)
             time.sleep(0.02)
         stdout.seek(0)
         stderr.seek(0)
@@ -59,6 +73,7 @@ def produce(env: dict[str, str], url: str, *args: str) -> dict[str, Any]:
         raise BenchError("could not read the producer's peak RSS from /proc")
     summary["wall_s"] = round(time.perf_counter() - started, 3)
     summary["peak_rss_mb"] = round(peak_kb / 1024, 1)
+    summary["children_peak_rss_mb"] = round(max(children_kb.values(), default=0) / 1024, 1)
     return dict(summary)
 
 

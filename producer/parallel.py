@@ -72,6 +72,8 @@ class Job:
     run_id: str
     published_at: int
     slot_ms: int | None = None
+    columnar: bool = True
+    """Read a plain range as columns (``producer.columnar``); the row loop reads any other."""
 
 
 @dataclass
@@ -93,6 +95,8 @@ class RangeResult:
     """The text of unreadable rows, for the ISINs they hold (kept from deletion)."""
     section_lines: int = 0
     unterminated: bool = False
+    columnar: bool = False
+    """Read as columns (``producer.columnar``), not by the row loop."""
 
 
 class _RangeSink:
@@ -167,11 +171,18 @@ def plan(path: Path, header_line: int, workers: int) -> list[tuple[int, int, int
 
 
 def read_range(job: Job) -> RangeResult:
-    """Worker: the rows of one byte range through the row loop (no Kafka here)."""
+    """Worker: the rows of one byte range, as columns when it is plain, else through the row loop
+    (no Kafka here)."""
     out = RangeResult()
     with open(job.path, "rb") as f:
         f.seek(job.start)
         data = f.read(job.end - job.start)
+    if job.columnar:
+        from producer.columnar import read_plain  # pyarrow and numpy: in the range processes only
+
+        if read_plain(job, data, out):
+            out.columnar = True
+            return out
     text = data.decode(job.encoding)  # the whole file was checked to decode before
     if "\r" in text:
         text = text.replace("\r\n", "\n")

@@ -83,6 +83,8 @@ class ListRun:
     workers: int = 1
     parallel_min_bytes: int = 16 * 1024 * 1024
     """Smaller lists are read in the run's process: starting workers costs more than it saves."""
+    columnar: bool = True
+    """Plain ranges are read as columns (``producer.columnar``)."""
     slot_ms: int | None = None
     """The run's slot (valid time), carried by every event and marker."""
 
@@ -250,10 +252,11 @@ def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProg
                 run.run_id,
                 state.published_at,
                 run.slot_ms,
+                run.columnar,
             )
             for i, (start, end, first) in enumerate(ranges)
         ]
-        sections = 0
+        sections = as_columns = 0
         last_bad = unterminated = False
         for part in parallel.results_in_order(jobs, run.workers):
             _add_counts(result, part.counts)
@@ -266,6 +269,7 @@ def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProg
                 run.publisher.checkpoint(len(batch))
             state.distinct.add_packed(part.buckets)
             sections += part.section_lines
+            as_columns += part.columnar
             if part.counts.rows:
                 last_bad = part.counts.last_bad
             unterminated = part.unterminated
@@ -275,6 +279,8 @@ def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProg
         if sections:
             details["section_lines"] = sections
         details["processes"] = run.workers
+        details["ranges"] = len(jobs)
+        details["ranges_as_columns"] = as_columns
         return True
     finally:
         if spec.path is None:

@@ -66,6 +66,9 @@ class ProducerSettings(KafkaSettings):
     per core; 1 reads in the run's process only)."""
     producer_parallel_min_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     """Lists smaller than this (unpacked) are read in the run's process only."""
+    producer_columnar: bool = True
+    """Read the plain byte ranges of such a list as columns (pyarrow, numpy): no Python per row
+    but the content hash. The row loop reads every other range, and all of them when false."""
 
     # -- publish ------------------------------------------------------------------------
     producer_linger_ms: int = 20

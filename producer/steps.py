@@ -91,6 +91,7 @@ def read_and_send(ctx: RunContext, plan: RunPlan, summary: RunSummary, publisher
                 spool_dir=settings.spool_dir,
                 workers=workers_wanted(settings.producer_workers),
                 parallel_min_bytes=settings.producer_parallel_min_bytes,
+                columnar=settings.producer_columnar,
                 slot_ms=int(plan.slot.timestamp() * 1000),
             ),
             read,
