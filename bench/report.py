@@ -93,6 +93,10 @@ def _stages(table: Any, r: dict[str, Any]) -> None:
     judged("producer, HTTP to committed", f"{r['producer']['rows_per_s']:,} rows/s", "producer_vs_raw_produce")
     peak = r["producer"]["peak_rss_mb"]
     table.add_row("producer peak RSS", f"{peak} MB", "", "≤ 200 MB", "yes" if peak <= 200 else "NO")
+    ranges = r["producer"].get("range_processes_peak_rss_mb")
+    if ranges:
+        columns = f"{r['producer'].get('ranges_as_columns')} of {r['producer'].get('ranges')} ranges read as columns"
+        table.add_row("  its range processes, each", f"{ranges} MB", "", columns, "")
     for day, label in zip(DAYS, ("day 1 (all new)", "day 2 (changes, deletes)", "re-run (no change)"), strict=True):
         judged(f"one worker, {label}", f"{s[f'{day}_eps']:,} ev/s", f"{day}_vs_raw_consume")
         if r["peer"].get("quix"):

@@ -122,6 +122,9 @@ def run(
             "duration_s": p1["duration_s"],
             "wall_s": p1["wall_s"],
             "peak_rss_mb": p1["peak_rss_mb"],
+            "range_processes_peak_rss_mb": p1["children_peak_rss_mb"],
+            "ranges": p1["layout"].get("ranges"),
+            "ranges_as_columns": p1["layout"].get("ranges_as_columns"),
             "transactions": p1["transactions"],
             "longest_transaction_s": p1["longest_transaction_s"],
         }

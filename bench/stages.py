@@ -294,6 +294,7 @@ def end_to_end(env: dict[str, str], workers: Workers, url: str, rows: int, marke
         "rows_per_s": round(rows / seconds),
         "producer_s": summary["wall_s"],
         "producer_peak_rss_mb": summary["peak_rss_mb"],
+        "producer_range_processes_peak_rss_mb": summary["children_peak_rss_mb"],
         "producer_transactions": summary["transactions"],
         "producer_longest_transaction_s": summary["longest_transaction_s"],
         "workers_peak_rss_mb": peak_rss,
