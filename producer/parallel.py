@@ -1,10 +1,12 @@
-"""Reading, validating and encoding a large delimited list on every core, for one transaction.
+"""Reading, validating and encoding a large delimited list on every core.
 
-A run is one Kafka transaction and one producer, so publishing stays in the run's process; the
-rest of a row's cost (splitting, validating with python-stdnum's rules, hashing, encoding the
-Avro event) is spread over worker processes, each taking byte ranges of the unpacked file, cut
-at line ends. Results come back in file order, at most ``WINDOW`` ranges ahead of publishing,
-so memory stays bounded at any file size, and every event keeps its place in its partition.
+A run has one transactional producer (its transactions are the run's chunks), so publishing
+stays in the run's process; the rest of a row's cost (splitting, validating with python-stdnum's
+rules, hashing, encoding the Avro event) is spread over worker processes, each taking byte ranges
+of the unpacked file, cut at line ends. A plain range is read as columns (``producer.columnar``),
+any other by the row loop. Results come back in file order, at most ``WINDOW_PER_WORKER`` ranges
+per worker ahead of publishing, so memory stays bounded at any file size, and every event keeps
+its place in its partition.
 
 Only where a range can be cut anywhere a line ends, which is most big lists (GLEIF's): delimited
 text with no quote character at all (a quoted field may hold a line end), no bare carriage
@@ -18,14 +20,11 @@ import codecs
 import logging
 import multiprocessing
 import os
-import shutil
-import tempfile
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from producer.distinct import BUCKETS
 from producer.reading import BadRow, Row
@@ -47,9 +46,8 @@ _ONE_BYTE_LINE_ENDS = ("utf-8", "ascii", "latin-1", "iso8859", "cp125", "koi8", 
 class Table:
     """A delimited table as the sequential reader found it, and where its bytes are."""
 
-    path: Path | None
+    path: Path
     """A file that holds the unpacked bytes (the download itself when it was not packed)."""
-    open_bytes: Callable[[], BinaryIO]
     encoding: str
     delimiter: str
     layout: TableLayout
@@ -133,14 +131,6 @@ def eligible(table: Table) -> bool:
     return codecs.lookup(table.encoding).name.startswith(_ONE_BYTE_LINE_ENDS)
 
 
-def spool(table: Table, spool_dir: str | None) -> Path:
-    """The table's unpacked bytes in a temp file (the caller deletes it)."""
-    fd, name = tempfile.mkstemp(prefix="isin-list-", suffix=".unpacked", dir=spool_dir)
-    with os.fdopen(fd, "wb") as out, table.open_bytes() as src:
-        shutil.copyfileobj(src, out, SCAN)
-    return Path(name)
-
-
 def workers_wanted(setting: int | None) -> int:
     return setting if setting and setting > 0 else max(1, os.cpu_count() or 1)
 
@@ -215,19 +205,21 @@ def _items(lines: list[str], job: Job, shape: RowShape) -> Iterator[Row | BadRow
 WINDOW_PER_WORKER = 2
 
 
-def events(result: RangeResult, batch: int) -> Iterator[list[dict[str, bytes]]]:
-    """A range's events as ``produce_batch`` takes them, ``batch`` at a time."""
+def events(result: RangeResult, batch: int) -> Iterator[tuple[list[dict[str, bytes]], bytes]]:
+    """A range's events as ``produce_batch`` takes them, ``batch`` at a time, each batch with its
+    keys one after the other."""
     keys, values = result.keys, result.values
     lengths = array("I")
     lengths.frombytes(result.lengths)
     at = 0
     for first in range(0, len(lengths), batch):
         out = []
-        for i in range(first, min(first + batch, len(lengths))):
+        last = min(first + batch, len(lengths))
+        for i in range(first, last):
             end = at + lengths[i]
             out.append({"key": keys[12 * i : 12 * i + 12], "value": values[at:end]})
             at = end
-        yield out
+        yield out, keys[12 * first : 12 * last]
 
 
 def results_in_order(jobs: list[Job], workers: int) -> Iterator[RangeResult]:

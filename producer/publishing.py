@@ -12,6 +12,7 @@ from typing import Any
 from core.errors import ParseError
 from core.isin import InvalidIsin, validate_isin
 from core.kafka import partition_for
+from core.kafka.partitions import partitions_of
 from producer.distinct import DistinctCounter
 from producer.publish import Publisher
 from producer.reading import ListFile, ReadHints
@@ -24,6 +25,8 @@ from schemas.fastpath import EventEncoder
 logger = logging.getLogger(__name__)
 
 BATCH = 2000
+ISIN_BYTES = 12
+"""An event's key: a valid ISIN, twelve ASCII characters."""
 MAX_KEPT = 100_000
 _ISIN_LIKE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[A-Za-z0-9]{9}[0-9](?![A-Za-z0-9])")
 
@@ -158,6 +161,21 @@ def publish_list(path: Path, run: ListRun, result: ReadResult, progress: RowProg
         )
 
 
+def send_in_partitions(publisher: Publisher, messages: list[dict[str, Any]], keys: bytes) -> None:
+    """Queue events to their keys' partitions, each partition's in their order; ``keys``: the
+    messages' keys one after the other."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for message, partition in zip(
+        messages, partitions_of(keys, ISIN_BYTES, publisher.partition_count).tolist(), strict=True
+    ):
+        group = groups.get(partition)
+        if group is None:
+            group = groups[partition] = []
+        group.append(message)
+    for partition, group in sorted(groups.items()):
+        publisher.send_events(partition, group)
+
+
 class _BatchSink:
     """The run process's sink of the row loop: events in batches to the publisher."""
 
@@ -165,9 +183,8 @@ class _BatchSink:
         self.state = state
         self.batch: list[dict[str, bytes]] = []
         self.isins: list[str] = []
-        self._send_batch = state.run.publisher.send_batch
+        self._publisher = state.run.publisher
         self._checkpoint = state.run.publisher.checkpoint
-        self._raw_topic = state.run.topics.raw
         self.dead = state.dead
         self.unreadable = state.keep
 
@@ -179,7 +196,7 @@ class _BatchSink:
 
     def send(self) -> None:
         if self.batch:
-            self._send_batch(self._raw_topic, self.batch)
+            send_in_partitions(self._publisher, self.batch, "".join(self.isins).encode())
             self.state.distinct.add_many(self.isins)
             self._checkpoint(len(self.batch))
             self.batch, self.isins = [], []
@@ -217,74 +234,63 @@ def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProg
         return False
     details = reader.detected.details
     delimited, payload, encoding = table.reader, table.payload, table.encoding
-    spec = parallel.Table(
-        payload.path if payload.container == "none" else None,
-        payload.open,
-        encoding.name,
-        delimited.delimiter,
-        delimited.layout,
-        delimited.sections,
-    )
+    spec = parallel.Table(payload.path, encoding.name, delimited.delimiter, delimited.layout, delimited.sections)
     if not parallel.eligible(spec):
         return False
     run, result = state.run, state.result
-    path = spec.path or parallel.spool(spec, run.spool_dir)
-    try:
-        if path.stat().st_size < run.parallel_min_bytes:
-            return False
-        ranges = parallel.plan(path, delimited.layout.header_line, run.workers)
-        if ranges is None:
-            return False
-        logger.info("reading %s in %d ranges on %d processes", run.source, len(ranges), run.workers)
-        jobs = [
-            parallel.Job(
-                str(path),
-                start,
-                end,
-                first,
-                i == len(ranges) - 1,
-                encoding.name,
-                delimited.delimiter,
-                delimited.layout,
-                delimited.sections,
-                state.encode_event.header,
-                run.source,
-                run.run_id,
-                state.published_at,
-                run.slot_ms,
-                run.columnar,
-            )
-            for i, (start, end, first) in enumerate(ranges)
-        ]
-        sections = as_columns = 0
-        last_bad = unterminated = False
-        for part in parallel.results_in_order(jobs, run.workers):
-            _add_counts(result, part.counts)
-            for line, raw, error, reason, where in part.dead:
-                state.dead(line, raw, error, reason, where)
-            for raw in part.raw_bad:
-                state.keep(raw)
-            for batch in parallel.events(part, BATCH):
-                run.publisher.send_batch(run.topics.raw, batch)
-                run.publisher.checkpoint(len(batch))
-            state.distinct.add_packed(part.buckets)
-            sections += part.section_lines
-            as_columns += part.columnar
-            if part.counts.rows:
-                last_bad = part.counts.last_bad
-            unterminated = part.unterminated
-            if progress is not None:
-                progress(result.rows)
-        result.last_line_bad = unterminated and last_bad
-        if sections:
-            details["section_lines"] = sections
-        details["processes"] = run.workers
-        details["ranges"] = len(jobs)
-        details["ranges_as_columns"] = as_columns
-        return True
-    finally:
-        if spec.path is None:
-            path.unlink(missing_ok=True)
+    path = spec.path
+    if path.stat().st_size < run.parallel_min_bytes:
+        return False
+    ranges = parallel.plan(path, delimited.layout.header_line, run.workers)
+    if ranges is None:
+        return False
+    logger.info("reading %s in %d ranges on %d processes", run.source, len(ranges), run.workers)
+    jobs = [
+        parallel.Job(
+            str(path),
+            start,
+            end,
+            first,
+            i == len(ranges) - 1,
+            encoding.name,
+            delimited.delimiter,
+            delimited.layout,
+            delimited.sections,
+            state.encode_event.header,
+            run.source,
+            run.run_id,
+            state.published_at,
+            run.slot_ms,
+            run.columnar,
+        )
+        for i, (start, end, first) in enumerate(ranges)
+    ]
+    sections = as_columns = 0
+    last_bad = unterminated = False
+    for part in parallel.results_in_order(jobs, run.workers):
+        _add_counts(result, part.counts)
+        for line, raw, error, reason, where in part.dead:
+            state.dead(line, raw, error, reason, where)
+        for raw in part.raw_bad:
+            state.keep(raw)
+        for batch, keys in parallel.events(part, BATCH):
+            send_in_partitions(run.publisher, batch, keys)
+            run.publisher.checkpoint(len(batch))
+        state.distinct.add_packed(part.buckets)
+        sections += part.section_lines
+        as_columns += part.columnar
+        if part.counts.rows:
+            last_bad = part.counts.last_bad
+        unterminated = part.unterminated
+        if progress is not None:
+            progress(result.rows)
+    result.last_line_bad = unterminated and last_bad
+    if sections:
+        details["section_lines"] = sections
+    details["processes"] = run.workers
+    details["ranges"] = len(jobs)
+    details["ranges_as_columns"] = as_columns
+    return True
 
 
 def send_markers(

@@ -48,16 +48,26 @@ def produce(
 
 
 def produce_batch(
-    producer: Producer, topic: str, messages: list[dict[str, Any]], check: Callable[[], None] | None = None
+    producer: Producer,
+    topic: str,
+    messages: list[dict[str, Any]],
+    check: Callable[[], None] | None = None,
+    partition: int | None = None,
 ) -> None:
-    """Queue ``[{"key": ..., "value": ...}, ...]`` (no headers) with ``produce_batch``.
+    """Queue ``[{"key": ..., "value": ...}, ...]`` (no headers) with ``produce_batch``: to
+    ``partition``, or each to its key's partition by the producer's partitioner (librdkafka's
+    batch call takes one partition for all of its messages; a message's own is ignored).
 
     It queues what fits; the rest carry an ``_error`` (queue full) and are queued again once
     deliveries made room. Any other error fails the call.
     """
     pending = messages
     while pending:
-        queued = producer.produce_batch(topic, pending)
+        queued = (
+            producer.produce_batch(topic, pending)
+            if partition is None
+            else producer.produce_batch(topic, pending, partition=partition)
+        )
         if queued == len(pending):
             return
         failed = [m for m in pending if "_error" in m]

@@ -80,7 +80,8 @@ class Payload:
     open: Callable[[], BinaryIO]
     """A new buffered stream of the unpacked list, from its start, each call."""
     path: Path
-    """A file holding the unpacked list (the download itself when it is not packed)."""
+    """A file holding the unpacked list: the download itself when it is not packed, else the
+    list unpacked once into a temp file (an Office workbook: the download itself)."""
     self_delimiting: bool
     """The container proves where the list ends (a checksum or a directory at the end)."""
 
@@ -160,8 +161,10 @@ class Unpacker:
         with payload.open() as stream:
             head = stream.read(HEAD_BYTES)
         payload.head = head
-        if materialize and (head.startswith(OLE2_MAGIC) or head.startswith(ZIP_MAGICS)):
-            # A workbook inside a gzip or a zip: the spreadsheet reader wants a file it can seek.
+        if materialize:
+            # A packed list is unpacked once, into a temp file: the readers read it more than once
+            # (the encoding, the sample, the rows), and the parallel reader cuts it in byte ranges;
+            # a workbook inside a gzip or a zip needs a file it can seek.
             payload.path = self._spool(payload.open)
             if head.startswith(ZIP_MAGICS):
                 inner = Unpacker(payload.path, self._max, self._spool_dir).payload()

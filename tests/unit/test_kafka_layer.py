@@ -114,3 +114,26 @@ def test_murmur2_agrees_with_aiokafka_on_every_length() -> None:
     keys += [b"lei=HWUPKR0MPOU8FGXBT394|US0378331005", b"cusip=037833100|US0378331005", b"\xff" * 33]
     assert [murmur2(k) for k in keys] == [aiokafka_murmur2(k) for k in keys]
     assert {partition_for(k, 6) for k in keys} == set(range(6))
+
+
+@pytest.mark.parametrize("width", [4, 8, 12, 16])
+def test_partitions_of_many_keys_are_partition_for_each(width: int) -> None:
+    import random
+
+    from core.kafka.partitions import partitions_of
+
+    rng = random.Random(width)
+    keys = [rng.randbytes(width) for _ in range(5000)] + [b"\x00" * width, b"\xff" * width]
+    for count in (1, 6, 7, 64):
+        assert partitions_of(b"".join(keys), width, count).tolist() == [partition_for(k, count) for k in keys]
+
+
+def test_partitions_of_isins_and_keys_of_another_width() -> None:
+    from core.kafka.partitions import partitions_of
+
+    isins = [b"US0378331005", b"DE0007164600", b"XS2345678901", b"INE144J01027"]
+    assert partitions_of(b"".join(isins), 12, 6).tolist() == [partition_for(k, 6) for k in isins]
+    with pytest.raises(ValueError, match="multiple of 4"):
+        partitions_of(b"A" * 20, 10, 6)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        partitions_of(b"A" * 13, 12, 6)

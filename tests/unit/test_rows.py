@@ -79,7 +79,7 @@ def test_sequential_and_parallel_paths_give_the_same_events_and_dead_letters(hos
     events = [
         (batch["key"].decode(), batch["value"])
         for part in got
-        for chunk in parallel.events(part, 500)
+        for chunk, _ in parallel.events(part, 500)
         for batch in chunk
     ]
     assert events == sequential.events and len(events) == counts.valid
