@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"day {day} never reached the table; the workers say: {soak.stats()}; logs in {tmp}")
                 raise
             checks: dict[str, Any] = {"day": day, "run": summary["status"], "isins": len(true_list)}
+            layout = summary.get("layout") or {}
+            if "ranges" in layout:  # read in byte ranges (PRODUCER_PARALLEL_MIN_BYTES below the list's size)
+                checks["ranges_as_columns"] = f"{layout['ranges_as_columns']} of {layout['ranges']}"
             for past, (_, past_truth) in enumerate(lists[:day], start=1):
                 out = tmp / f"as-of-{day}-{past}.jsonl"
                 done = soak.cli("snapshot", "--as-of", f"2026-12-{past:02d}T08:00:00Z", "--out", str(out))
