@@ -84,6 +84,8 @@ def read_plain(job: Job, data: bytes, out: RangeResult) -> bool:
     """Fill ``out`` with the range's events, counts and packed ISINs if the range is plain."""
     if codecs.lookup(job.encoding).name not in _ENCODINGS or len(job.delimiter) != 1 or not data:
         return False
+    if data.startswith(codecs.BOM_UTF8):
+        return False  # pyarrow's reader drops it; the row loop keeps it in the first field
     if not job.delimiter.isascii() or job.delimiter in "\r\n":
         return False
     unterminated = not data.endswith(b"\n")
@@ -154,8 +156,8 @@ def _parse(data: bytes, delimiter: str, width: int) -> pa.Table | None:
                 check_utf8=True,
             ),
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None  # a line with another number of fields, bytes that are not UTF-8
+    except pa.lib.ArrowException:
+        return None  # a line with another number of fields, bytes that are not UTF-8, anything else
 
 
 def _binary(column: pa.ChunkedArray) -> pa.BinaryArray:

@@ -77,10 +77,13 @@ class Publisher:
         self._raw_topic = settings.topic_raw
         self.partitions: dict[int, PartitionStats] = {}
         self.delivered = 0
-        """Events acknowledged: queued before a flush that returned with every record done."""
+        """Events acknowledged: queued before a flush that returned with every record done and no
+        failure a callback heard (a failure of an event without one fails the commit instead)."""
         self._queued = 0
         self.dead_letters_delivered = 0
         self.failed = 0
+        """Failed deliveries a callback heard (of records sent one by one, and of each batch's
+        first and last event); the others fail the transaction's commit."""
         self._first_error: str | None = None
         self._fatal: str | None = None
         self._brokers_down_since: float | None = None

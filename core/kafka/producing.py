@@ -70,7 +70,11 @@ def produce_batch(
         )
         if queued == len(pending):
             return
-        failed = [m for m in pending if "_error" in m]
+        failed = pending[queued:]
+        if not all("_error" in m for m in failed) or any("_error" in m for m in pending[:queued]):
+            # librdkafka refuses every record after the first it cannot queue, so what is
+            # queued again keeps its place; anything else would reorder a partition's records
+            raise PublishError(f"cannot queue records for {topic} in their order")
         for m in failed:
             err = m.pop("_error")
             if err.code() != KafkaError._QUEUE_FULL:

@@ -167,7 +167,11 @@ class Unpacker:
             # a workbook inside a gzip or a zip needs a file it can seek.
             payload.path = self._spool(payload.open)
             if head.startswith(ZIP_MAGICS):
-                inner = Unpacker(payload.path, self._max, self._spool_dir).payload()
+                nested = Unpacker(payload.path, self._max, self._spool_dir)
+                try:  # a workbook is not unpacked; any other member would be, into a temp file
+                    inner = nested.payload()
+                finally:
+                    nested.close()
                 if inner.container != "office":
                     raise ParseError("a zip inside a packed download: unpack it once, not twice")
                 payload.container = f"{payload.container}+office"

@@ -28,15 +28,14 @@ class FullQueueProducer:
         self.queued.append((topic, key, value, kwargs))
 
     def produce_batch(self, topic: str, messages: list[dict[str, Any]]) -> int:
-        taken = 0
-        for m in messages:
-            if self.full:
-                self.full -= 1
-                m["_error"] = KafkaError(KafkaError._QUEUE_FULL)
-            else:
-                self.queued.append((topic, m["key"], m["value"], {}))
-                taken += 1
-        return taken
+        """As librdkafka: the records that fit, then every later one refused (the queue is full)."""
+        room = max(0, len(messages) - self.full)
+        self.full = 0
+        for m in messages[:room]:
+            self.queued.append((topic, m["key"], m["value"], {}))
+        for m in messages[room:]:
+            m["_error"] = KafkaError(KafkaError._QUEUE_FULL)
+        return room
 
     def poll(self, timeout: float) -> int:
         self.polls += 1
@@ -59,11 +58,22 @@ def test_a_check_can_stop_the_wait() -> None:
         produce(FullQueueProducer(full=10), "t", b"v", check=stop)  # type: ignore[arg-type]
 
 
+def test_a_batch_that_would_be_queued_out_of_order_fails() -> None:
+    class Holes(FullQueueProducer):
+        def produce_batch(self, topic: str, messages: list[dict[str, Any]]) -> int:
+            messages[1]["_error"] = KafkaError(KafkaError._QUEUE_FULL)  # one refused, the next taken
+            self.queued += [(topic, m["key"], m["value"], {}) for m in messages if "_error" not in m]
+            return len(messages) - 1
+
+    with pytest.raises(PublishError, match="in their order"):
+        produce_batch(Holes(full=0), "t", [{"key": f"k{i}".encode(), "value": b"v"} for i in range(3)])  # type: ignore[arg-type]
+
+
 def test_a_batch_requeues_what_did_not_fit() -> None:
     producer = FullQueueProducer(full=2)
     messages = [{"key": f"k{i}".encode(), "value": b"v"} for i in range(5)]
     produce_batch(producer, "t", messages)  # type: ignore[arg-type]
-    assert sorted(k for _, k, _, _ in producer.queued) == [f"k{i}".encode() for i in range(5)]
+    assert [k for _, k, _, _ in producer.queued] == [f"k{i}".encode() for i in range(5)]  # in their order
     assert producer.polls == 1
 
 

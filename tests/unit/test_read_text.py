@@ -205,6 +205,30 @@ def test_zip_with_two_files_is_refused(tmp_path: Path) -> None:
         pass
 
 
+def test_a_zip_inside_a_gzip_is_refused_and_leaves_no_temp_file(shared_data: Path, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(shared_data / "nse_EQUITY_L.csv", arcname="list.csv")
+    path = write(tmp_path, gzip.compress(buf.getvalue()), "list.zip.gz")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with pytest.raises(ParseError, match="a zip inside"), ListFile(path, spool_dir=str(spool)):
+        pass
+    assert list(spool.iterdir()) == []  # the outer unpacked zip and the inner list, both removed
+
+
+def test_a_packed_list_is_unpacked_once_into_the_spool_directory(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "nse_EQUITY_L.csv"
+    path = write(tmp_path, gzip.compress(src.read_bytes()), "list.csv.gz")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    with ListFile(path, spool_dir=str(spool)) as reader:
+        (unpacked,) = spool.iterdir()
+        assert unpacked.read_bytes() == src.read_bytes()
+        assert sum(1 for _ in reader.rows()) == 2387
+    assert list(spool.iterdir()) == []
+
+
 def test_truncated_gzip_fails_while_reading(shared_data: Path, tmp_path: Path) -> None:
     data = gzip.compress((shared_data / "nsdl_india-isin_ISIN_20240831.csv").read_bytes())
     path = write(tmp_path, data[: len(data) // 2], "cut.csv.gz")
