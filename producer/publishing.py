@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ParseError
 from core.isin import InvalidIsin, validate_isin
@@ -21,6 +21,9 @@ from producer.rows import RowCounts, run_rows
 from producer.runs import now_ms
 from schemas import DEAD_LETTER, END_OF_RUN, Serde
 from schemas.fastpath import EventEncoder
+
+if TYPE_CHECKING:
+    from producer.parallel import RangePool
 
 logger = logging.getLogger(__name__)
 
@@ -132,18 +135,23 @@ class _Publishing:
 def publish_list(path: Path, run: ListRun, result: ReadResult, progress: RowProgress | None = None) -> None:
     """Parse ``path`` and publish every row; ``result`` holds the counts even if this raises."""
     state = _Publishing(run, result)
+    pool = _early_pool(path, run)
     try:
         with ListFile(path, run.hints, max_bytes=run.max_bytes, spool_dir=run.spool_dir) as reader:
             result.layout = reader.detected.as_dict()
             result.column = reader.detected.column_identity
             result.column_by = reader.column_by
-            if run.workers < 2 or not _publish_in_parallel(state, reader, progress):
+            if run.workers < 2 or not _publish_in_parallel(state, reader, progress, pool):
+                if pool is not None:
+                    pool.close()  # not read in ranges after all
                 _publish_rows(state, reader, progress)
             result.layout = reader.detected.as_dict()
             result.end_proven = reader.end_proven
         result.distinct = state.distinct.count()
     finally:
         state.distinct.close()
+        if pool is not None:
+            pool.close()
     if result.unknown_prefixes:
         logger.warning(
             "%s: %d valid ISINs have a prefix that is not a country or agency code python-stdnum knows (%s); "
@@ -225,7 +233,21 @@ def _add_counts(result: ReadResult, counts: RowCounts) -> None:
         result.unknown_prefixes[prefix] = result.unknown_prefixes.get(prefix, 0) + n
 
 
-def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProgress | None) -> bool:
+def _early_pool(path: Path, run: ListRun) -> RangePool | None:
+    """The range processes, started before the list is unpacked and detected (their start and
+    imports then overlap those) when it may well be read in ranges."""
+    if run.workers < 2:
+        return None
+    from producer import parallel
+
+    return (
+        parallel.RangePool(run.workers, run.columnar) if parallel.worth_warming(path, run.parallel_min_bytes) else None
+    )
+
+
+def _publish_in_parallel(
+    state: _Publishing, reader: ListFile, progress: RowProgress | None, pool: RangePool | None
+) -> bool:
     """Read, validate and encode on every core; False if this list cannot be cut in ranges."""
     from producer import parallel
 
@@ -267,23 +289,29 @@ def _publish_in_parallel(state: _Publishing, reader: ListFile, progress: RowProg
     ]
     sections = as_columns = 0
     last_bad = unterminated = False
-    for part in parallel.results_in_order(jobs, run.workers):
-        _add_counts(result, part.counts)
-        for line, raw, error, reason, where in part.dead:
-            state.dead(line, raw, error, reason, where)
-        for raw in part.raw_bad:
-            state.keep(raw)
-        for batch, keys in parallel.events(part, BATCH):
-            send_in_partitions(run.publisher, batch, keys)
-            run.publisher.checkpoint(len(batch))
-        state.distinct.add_packed(part.buckets)
-        sections += part.section_lines
-        as_columns += part.columnar
-        if part.counts.rows:
-            last_bad = part.counts.last_bad
-        unterminated = part.unterminated
-        if progress is not None:
-            progress(result.rows)
+    own = pool is None  # not started early (the download looked small): started now, closed here
+    pool = parallel.RangePool(run.workers, run.columnar) if pool is None else pool
+    try:
+        for part in pool.results_in_order(jobs):
+            _add_counts(result, part.counts)
+            for line, raw, error, reason, where in part.dead:
+                state.dead(line, raw, error, reason, where)
+            for raw in part.raw_bad:
+                state.keep(raw)
+            for batch, keys in parallel.events(part, BATCH):
+                send_in_partitions(run.publisher, batch, keys)
+                run.publisher.checkpoint(len(batch))
+            state.distinct.add_packed(part.buckets)
+            sections += part.section_lines
+            as_columns += part.columnar
+            if part.counts.rows:
+                last_bad = part.counts.last_bad
+            unterminated = part.unterminated
+            if progress is not None:
+                progress(result.rows)
+    finally:
+        if own:
+            pool.close()
     result.last_line_bad = unterminated and last_bad
     if sections:
         details["section_lines"] = sections

@@ -3,13 +3,20 @@ queued, with only each batch's first and last event reporting its offset."""
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from core.kafka import partition_for
+from producer import parallel
 from producer.publish import Publisher
-from producer.publishing import send_in_partitions
+from producer.publishing import ListRun, ReadResult, Topics, publish_list, send_in_partitions
+from producer.reading import ReadHints
 from producer.settings import ProducerSettings
+from schemas import make_serde
 
 
 class Delivered:
@@ -105,3 +112,52 @@ def test_only_the_first_and_last_event_of_a_batch_carry_a_callback() -> None:
     assert "callback" in one[0]
     publisher.send_events(5, [])
     assert [s.events for s in publisher.partitions.values()] == [0, 0, 0, 50, 1, 0]
+
+
+def _compressible_list(tmp_path: Path, rows: int) -> tuple[Path, bytes]:
+    """A list that packs more than eight times (a long constant column), gzipped."""
+    alnum = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+    def check_digit(body: str) -> str:
+        digits = "".join(str(alnum.index(c)) for c in body)
+        total = sum(d - 9 if d > 9 else d for d in (int(ch) * (2 - i % 2) for i, ch in enumerate(reversed(digits))))
+        return str((10 - total % 10) % 10)
+
+    isins = [f"DE{n:09d}" for n in range(rows)]
+    text = "ISIN,NOTE\n" + "".join(f"{b}{check_digit(b)},{'a long constant note ' * 8}\n" for b in isins)
+    path = tmp_path / "list.csv.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    return path, text.encode()
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_a_list_read_in_ranges_by_processes_started_early_or_not(tmp_path: Path, early: bool) -> None:
+    """The range processes start before the list is unpacked when the download looks large
+    enough (``worth_warming``), else once it is known to be read in ranges: the same events."""
+    path, text = _compressible_list(tmp_path, 20_000)
+    min_bytes = len(text) // 20 if early else len(text)  # the gzip is less than an eighth of the text
+    assert parallel.worth_warming(path, min_bytes) is early
+    events: dict[str, list[tuple[int, bytes]]] = {}
+    for workers in (1, 2):
+        settings = ProducerSettings()
+        stand_in = StandIn(settings.topic_raw, 6)
+        publisher = Publisher(settings, producer_factory=lambda conf, s=stand_in: s)  # type: ignore[misc]
+        publisher.connect()
+        run = ListRun(
+            make_serde(None),
+            Topics(settings.topic_raw, settings.topic_dlq),
+            publisher,
+            "list",
+            "run-1",
+            ReadHints(),
+            1 << 30,
+            str(tmp_path),
+            workers=workers,
+            parallel_min_bytes=min_bytes,
+        )
+        result = ReadResult()
+        publish_list(path, run, result)
+        assert result.valid == 20_000
+        assert ("ranges" in result.layout) is (workers == 2), result.layout
+        events[f"{workers}"] = [(p, k) for p, log in stand_in.logs.items() for k in log]
+    assert events["1"] == events["2"] and len(events["1"]) == 20_000
