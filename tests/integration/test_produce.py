@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.kafka import partition_for
 from tests.integration.httpd import Answer, ListServer
-from tests.integration.support import Pipeline
+from tests.integration.support import Pipeline, Produced
 
 
 def test_nse_list_publishes_every_isin_keyed_and_partitioned_like_java(
@@ -164,22 +164,23 @@ def test_progress_bar_on_a_terminal_and_log_lines_otherwise(pipeline: Pipeline, 
     assert "━" not in piped.stderr and "\x1b[" not in piped.stderr
 
 
+def one_process_then_ranges(
+    pipeline: Pipeline, url: str, names: tuple[str, str], *second: str
+) -> tuple[Produced, Produced]:
+    """A list produced by the run's process alone, then read in byte ranges by two processes."""
+    one = pipeline.cli(
+        "produce", "--source", url, "--source-name", names[0], env={**pipeline.env, "PRODUCER_WORKERS": "1"}
+    )
+    ranges = {**pipeline.env, "PRODUCER_WORKERS": "2", "PRODUCER_PARALLEL_MIN_BYTES": "0"}
+    two = pipeline.cli("produce", "--source", url, "--source-name", names[1], *second, env=ranges)
+    return one, two
+
+
 def test_reading_on_every_core_publishes_what_one_process_does(pipeline: Pipeline, list_server: ListServer) -> None:
     """The real BSE list (unquoted, with invalid placeholders and trailing empty fields), read by
     one process and then in byte ranges by two worker processes: the same events, dead letters
     and counts."""
-    url = list_server.url("/data/bse_Equity.csv")
-    one = pipeline.cli(
-        "produce", "--source", url, "--source-name", "one", env={**pipeline.env, "PRODUCER_WORKERS": "1"}
-    )
-    two = pipeline.cli(
-        "produce",
-        "--source",
-        url,
-        "--source-name",
-        "two",
-        env={**pipeline.env, "PRODUCER_WORKERS": "2", "PRODUCER_PARALLEL_MIN_BYTES": "0"},
-    )
+    one, two = one_process_then_ranges(pipeline, list_server.url("/data/bse_Equity.csv"), ("one", "two"))
     assert one.returncode == 0 and two.returncode == 0, two.stderr
     assert one.summary and two.summary
     assert "processes" not in one.summary["layout"] and two.summary["layout"]["processes"] == 2
@@ -222,18 +223,7 @@ def test_a_plain_list_read_as_columns_publishes_what_one_process_does(
     valid), read by one process and then again, in byte ranges read as columns: the same events,
     field for field but the run's own id, time and slot."""
     url = list_server.url("/data/nse_EQUITY_L.csv")
-    one = pipeline.cli(
-        "produce", "--source", url, "--source-name", "nse-plain", env={**pipeline.env, "PRODUCER_WORKERS": "1"}
-    )
-    two = pipeline.cli(
-        "produce",
-        "--source",
-        url,
-        "--source-name",
-        "nse-plain",
-        "--force-publish",
-        env={**pipeline.env, "PRODUCER_WORKERS": "2", "PRODUCER_PARALLEL_MIN_BYTES": "0"},
-    )
+    one, two = one_process_then_ranges(pipeline, url, ("nse-plain", "nse-plain"), "--force-publish")
     assert one.returncode == 0 and two.returncode == 0, two.stderr
     assert one.summary and two.summary
     layout = two.summary["layout"]
