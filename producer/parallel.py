@@ -29,6 +29,7 @@ from pathlib import Path
 from producer.distinct import BUCKETS
 from producer.reading import BadRow, Row
 from producer.reading.columns import TableLayout
+from producer.reading.container import GZIP_MAGIC, ZIP_MAGICS
 from producer.reading.delimited import RowShape
 from producer.reading.lines import Overlong
 from producer.reading.model import MAX_ROW_BYTES
@@ -38,7 +39,6 @@ from schemas.fastpath import EventEncoder
 logger = logging.getLogger(__name__)
 
 RANGE_BYTES = 1024 * 1024
-SCAN = 8 * 1024 * 1024
 _ONE_BYTE_LINE_ENDS = ("utf-8", "ascii", "latin-1", "iso8859", "cp125", "koi8", "mac-")
 
 
@@ -266,5 +266,5 @@ def worth_warming(path: Path, min_bytes: int) -> bool:
     large as ``min_bytes``, or packed (gzip, zip) and an eighth of it (lists pack 2 to 10 times)."""
     size = path.stat().st_size
     with open(path, "rb") as f:
-        packed = f.read(4).startswith((b"\x1f\x8b", b"PK\x03\x04"))
+        packed = f.read(4).startswith((GZIP_MAGIC, *ZIP_MAGICS))
     return size >= (min_bytes // 8 if packed else min_bytes)
