@@ -148,7 +148,13 @@ def test_a_caught_up_standby_answers_and_a_worker_told_not_to_forwards(
     wait_for("w1's standby copies to answer", from_standby, timeout=60)
     assert {k: served_by(w1, k)[2] for k in of_w2} == {k: truth[k] for k in of_w2}
     assert {k: served_by(w1, k)[:2] for k in of_w1} == {k: (200, "owner") for k in of_w1}
-    # and their history, from w1's standby history of w2's partitions: the same as the owner's
+
+    # and their history, from w1's standby history of w2's partitions: the same as the owner's;
+    # the owner answers 503 until its own history feed has caught up with the change topic
+    def owners_answer() -> bool:
+        return all(w2.get(f"/isins/{k}/history")[0] == 200 for k in of_w2)
+
+    wait_for("w2's history to answer", owners_answer, timeout=60)
     owners_history = {k: w2.get(f"/isins/{k}/history")[1] for k in of_w2}
     assert all(len(h["changes"]) == 1 and h["changes"][0]["op"] == "LISTED" for h in owners_history.values())
 
