@@ -139,6 +139,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
         settings.topic_changes,
         changes_empty=changes_empty,
         golden=golden,
+        digest=settings.table_digest,
     )
     metrics = StreamMetrics()
     feeds = FeedProcess(settings)  # the history and the identifier index, fed outside the dedup loop's GIL
@@ -185,6 +186,7 @@ def create_app(settings: StreamSettings, check_state: bool = True) -> BatchingAp
 
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def on_assigned(app_: Any, assigned: set[TP], **kwargs: Any) -> None:
+        dedup.forget_digests()  # the recovery that follows writes the stores outside the dedup loop
         seen.on_assigned(tp.partition for tp in assigned if tp.topic == settings.topic_raw)
         active = {tp.partition for tp in assigned if tp.topic == settings.topic_raw}
         # the history of standby partitions too, when they answer: a caught-up standby's history

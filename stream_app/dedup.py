@@ -32,7 +32,8 @@ from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING
 from schemas.fastpath import leading_strings
 from schemas.fastrecords import EventReader, fast_encoder
 from stream_app.changes import backfill_changes, listing_changes
-from stream_app.dedup_io import DedupStats, Output, Reindex, read_segment
+from stream_app.dedup_io import UNCHANGED, DedupStats, Output, Reindex, read_segment, read_segment_digested
+from stream_app.digest import Digests
 from stream_app.fresh import FreshIsin
 from stream_app.golden import Golden
 from stream_app.records import listing_hashes, merge_event, remove_source
@@ -60,6 +61,7 @@ class Dedup:
         clock: Callable[[], float] = time.time,
         changes_empty: Callable[[int], Awaitable[bool]] | None = None,
         golden: Golden | None = None,
+        digest: bool = True,
     ) -> None:
         self._serde = serde
         self._store = store
@@ -79,6 +81,8 @@ class Dedup:
         self.stats = DedupStats()
         self._batch = DedupStats()
         self._dead_pending = False
+        self._digests = Digests(store, digest, SWEEP_YIELD_EVERY)
+        self._apply = self._digests.apply  # every write of the store, so that the digests follow it
         self.net_keys: dict[int, int] = {}
         """Keys added minus keys deleted per partition, as committed to the store: with one count
         of the store, this keeps the table's size exact without walking it again."""
@@ -93,6 +97,7 @@ class Dedup:
             await self._backfill(partition)
         if self._golden is not None and partition not in self._golden_checked:
             await self._regolden(partition)
+        await self._digests.of(partition)  # built here if it is not: held from this batch on
         applied = self._seen.begin_batch(partition, records[0].offset)
         if applied >= 0:  # delivered again: the table holds these already (see stream_app/seen.py)
             again = sum(1 for r in records if r.offset <= applied)
@@ -104,7 +109,7 @@ class Dedup:
         seen_runs: dict[bytes, list[bytes]] = {}
         stats = self._batch = DedupStats()
         read = self._store.reader(partition)
-        olds: dict[bytes, bytes | None] | None = None  # the stored records of the segment's keys
+        olds: dict[bytes, bytes | None] | None = None  # the stored records of the segment's keys (see below)
         send = self._output.send
         decode = self._serde.decode
         encode = self._encode
@@ -123,8 +128,13 @@ class Dedup:
                 read = self._store.reader(partition)  # after the awaits: the store as it is now
                 olds = None
                 continue
-            if olds is None:
-                olds = read_segment(read, records, index)
+            if olds is None:  # a key left out: the digest knows its every event of the segment unchanged
+                held = self._digests.get(partition)  # None if off, or forgotten since (a rebalance)
+                olds = (
+                    read_segment(read, records, index)
+                    if held is None
+                    else read_segment_digested(read, held, records, index)
+                )
             stats.events += 1
             if not stats.events % YIELD_EVERY:
                 await asyncio.sleep(0)  # a large batch: queries and heartbeats go on meanwhile
@@ -137,7 +147,10 @@ class Dedup:
             if keys is None:
                 keys = seen_runs[run] = []
             keys.append(key)
-            old = pending[key] if key in pending else olds[key]
+            old = pending[key] if key in pending else olds.get(key, UNCHANGED)
+            if old is UNCHANGED:
+                stats.unchanged += 1
+                continue
             if old is not None and digest in listing_hashes(old):
                 stats.unchanged += 1
                 continue
@@ -180,6 +193,11 @@ class Dedup:
         await self._commit(partition, pending, seen_runs, records[-1].offset)
         self._committed(partition, stats)
         self.stats.last_event_at = time.time()
+
+    def forget_digests(self) -> None:
+        """Something other than this loop may have written the store (a rebalance: Faust's
+        recovery, a standby's writes, another worker's changes): each digest is built again."""
+        self._digests.forget()
 
     def _changes(self, partition: int, key: bytes, before: Any, after: Any, run_id: str, slot: datetime | int) -> None:
         """The listing changes from ``before`` to ``after``, sent with the record (same flush)."""
@@ -227,10 +245,10 @@ class Dedup:
                 self._index(key, None, record)
             if len(pending) >= SWEEP_YIELD_EVERY:
                 offsets = await self._output.flush()
-                self._store.apply(partition, pending, offsets.get(partition))
+                self._apply(partition, pending, offsets.get(partition))
                 pending = {}
         offsets = await self._output.flush()
-        self._store.apply(partition, pending, offsets.get(partition))
+        self._apply(partition, pending, offsets.get(partition))
         self._seen.mark_golden(partition, golden.fingerprint)
         if rebuilt or known is not None:
             logger.info(
@@ -293,7 +311,7 @@ class Dedup:
         self._dead_pending = False
         if pending:
             failpoint("dedup.flushed")  # records and changes acknowledged, the table not yet written
-        self._store.apply(partition, pending, offsets.get(partition))
+        self._apply(partition, pending, offsets.get(partition))
         self._seen.record(partition, {run.decode(): keys for run, keys in seen_runs.items()}, last_offset)
 
     async def _end_of_run(self, partition: int, value: bytes, offset: int) -> None:
@@ -384,7 +402,7 @@ class Dedup:
         for key, new in changes.items():
             self._output.send(partition, key, new)
         offsets = await self._output.flush()
-        self._store.apply(partition, changes, offsets.get(partition))
+        self._apply(partition, changes, offsets.get(partition))
         removed = sum(1 for v in changes.values() if v is None)
         self.stats.deleted += removed
         self.net_keys[partition] = self.net_keys.get(partition, 0) - removed

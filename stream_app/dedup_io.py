@@ -8,6 +8,10 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from schemas import SerializationError
+from schemas.fastpath import leading_strings
+from stream_app.digest import ABSENT, READ, PartitionDigest
+
 
 class Output(Protocol):
     def send(self, partition: int, key: bytes, value: bytes | None) -> None: ...
@@ -68,3 +72,40 @@ def read_segment(
             break
         keys.append(rec.key)
     return dict(zip(keys, read(keys), strict=True))
+
+
+UNCHANGED = b"\x00unchanged"
+"""Left in place of a stored record by ``read_segment_digested``: every event of the key in the
+segment is unchanged (compared by identity: ``old is UNCHANGED``)."""
+
+
+def read_segment_digested(
+    read: Callable[[list[bytes]], list[bytes | None]], digest: PartitionDigest, records: Sequence[Any], start: int
+) -> dict[bytes, bytes | None]:
+    """As ``read_segment``, with the digest's answers first: a key absent from the partition is
+    None without a read, a key whose every event of the segment carries a content hash its record
+    holds is left out (``.get(key, UNCHANGED)``), and only the rest are read, in one multi-get."""
+    keys: list[bytes] = []
+    hashes: list[bytes] = []
+    for rec in records[start:]:
+        value = rec.value
+        if value is None:
+            continue
+        if rec.key is None:
+            break
+        try:
+            hashes.append(leading_strings(value, 1)[0])
+        except (IndexError, SerializationError):
+            hashes.append(b" ")  # no stored hash is a space: read, and the loop rejects it
+        keys.append(rec.key)
+    out: dict[bytes, bytes | None] = {}
+    wanted: set[bytes] = set()
+    for key, verdict in zip(keys, digest.classify(keys, hashes), strict=True):
+        if verdict == READ:
+            wanted.add(key)
+        elif verdict == ABSENT:
+            out[key] = None
+    if wanted:
+        ordered = list(wanted)
+        out.update(zip(ordered, read(ordered), strict=True))
+    return out

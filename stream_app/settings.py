@@ -65,6 +65,11 @@ class StreamSettings(KafkaSettings):
     """RocksDB block cache of each table partition a worker holds, in MB. Faust's default is
     2 GB per partition: a worker's memory then grew with every partition it read (2.5 GB per
     worker at the end of a 9.3M-row day, over the base StatefulSet's 2 GiB limit)."""
+    table_digest: bool = True
+    """Keep an in-memory digest of each active table partition (its keys and their content
+    hashes, 16 bytes a key: ``stream_app/digest.py``), so that an unchanged or new ISIN's event is
+    decided without a RocksDB lookup. Built from the store on the first batch after each
+    assignment (a walk of the partition); off, every event's stored record is read."""
     table_bloom_bits: int = Field(default=10, ge=1, le=32)
     """Bloom filter bits per key in each table partition's files. Faust's default is 3, which
     lets about a quarter of the lookups of a key absent from a file read one of its blocks anyway:
