@@ -29,10 +29,9 @@ from typing import Any
 
 from core.failpoints import failpoint
 from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING_CHANGE, Serde, SerializationError
-from schemas.fastpath import leading_strings
 from schemas.fastrecords import EventReader, fast_encoder
 from stream_app.changes import backfill_changes, listing_changes
-from stream_app.dedup_io import UNCHANGED, DedupStats, Output, Reindex, read_segment, read_segment_digested
+from stream_app.dedup_io import UNCHANGED, DedupStats, Output, Parsed, Reindex, read_segment
 from stream_app.digest import Digests
 from stream_app.fresh import FreshIsin
 from stream_app.golden import Golden
@@ -110,6 +109,8 @@ class Dedup:
         stats = self._batch = DedupStats()
         read = self._store.reader(partition)
         olds: dict[bytes, bytes | None] | None = None  # the stored records of the segment's keys (see below)
+        parsed: Parsed = []
+        segment_start = 0
         send = self._output.send
         decode = self._serde.decode
         encode = self._encode
@@ -130,19 +131,16 @@ class Dedup:
                 continue
             if olds is None:  # a key left out: the digest knows its every event of the segment unchanged
                 held = self._digests.get(partition)  # None if off, or forgotten since (a rebalance)
-                olds = (
-                    read_segment(read, records, index)
-                    if held is None
-                    else read_segment_digested(read, held, records, index)
-                )
+                olds, parsed = read_segment(read, held, records, index)
+                segment_start = index
             stats.events += 1
             if not stats.events % YIELD_EVERY:
                 await asyncio.sleep(0)  # a large batch: queries and heartbeats go on meanwhile
-            try:
-                digest, run = leading_strings(value, 2)  # IsinEvent's content_hash and run_id
-            except (IndexError, SerializationError):
+            item = parsed[index - segment_start]  # IsinEvent's content_hash and run_id
+            if item is None:
                 self._reject(partition, rec.offset, "not an IsinEvent in a known wire format", value)
                 continue
+            digest, run = item
             keys = seen_runs.get(run)
             if keys is None:
                 keys = seen_runs[run] = []

@@ -59,45 +59,48 @@ class DedupStats:
         batch.events = batch.new = batch.changed = batch.unchanged = batch.rejected = 0
 
 
-def read_segment(
-    read: Callable[[list[bytes]], list[bytes | None]], records: Sequence[Any], start: int
-) -> dict[bytes, bytes | None]:
-    """The stored records of the events' keys from ``start`` up to the next end-of-run marker,
-    in one multi-get: one call into RocksDB for a fetch's worth of keys, not one per event."""
-    keys: list[bytes] = []
-    for rec in records[start:]:
-        if rec.value is None:
-            continue
-        if rec.key is None:
-            break
-        keys.append(rec.key)
-    return dict(zip(keys, read(keys), strict=True))
-
+Parsed = list[list[bytes] | None]
+"""Per record of a segment: its IsinEvent's content hash and run id, or None (no value, or not
+readable as an IsinEvent: the loop rejects it)."""
 
 UNCHANGED = b"\x00unchanged"
-"""Left in place of a stored record by ``read_segment_digested``: every event of the key in the
-segment is unchanged (compared by identity: ``old is UNCHANGED``)."""
+"""Left out of ``read_segment``'s stored records where the digest knows every event of the key
+in the segment unchanged (``olds.get(key, UNCHANGED)``, compared by identity)."""
 
 
-def read_segment_digested(
-    read: Callable[[list[bytes]], list[bytes | None]], digest: PartitionDigest, records: Sequence[Any], start: int
-) -> dict[bytes, bytes | None]:
-    """As ``read_segment``, with the digest's answers first: a key absent from the partition is
-    None without a read, a key whose every event of the segment carries a content hash its record
-    holds is left out (``.get(key, UNCHANGED)``), and only the rest are read, in one multi-get."""
+def read_segment(
+    read: Callable[[list[bytes]], list[bytes | None]],
+    digest: PartitionDigest | None,
+    records: Sequence[Any],
+    start: int,
+) -> tuple[dict[bytes, bytes | None], Parsed]:
+    """The events from ``start`` up to the next end-of-run marker, each read once (content hash,
+    run id), and the stored records of their keys, in one multi-get: one call into RocksDB for a
+    fetch's worth of keys, not one per event.
+
+    With the partition's ``digest`` it is asked first: a key absent from the partition is None
+    without a read, a key whose every event here carries a content hash its record holds is left
+    out, and only the rest are read."""
     keys: list[bytes] = []
     hashes: list[bytes] = []
+    parsed: Parsed = []
     for rec in records[start:]:
         value = rec.value
         if value is None:
+            parsed.append(None)
             continue
         if rec.key is None:
             break
         try:
-            hashes.append(leading_strings(value, 1)[0])
+            item = leading_strings(value, 2)
         except (IndexError, SerializationError):
-            hashes.append(b" ")  # no stored hash is a space: read, and the loop rejects it
+            parsed.append(None)
+            continue
+        parsed.append(item)
         keys.append(rec.key)
+        hashes.append(item[0])
+    if digest is None:
+        return dict(zip(keys, read(keys), strict=True)), parsed
     out: dict[bytes, bytes | None] = {}
     wanted: set[bytes] = set()
     for key, verdict in zip(keys, digest.classify(keys, hashes), strict=True):
@@ -108,4 +111,4 @@ def read_segment_digested(
     if wanted:
         ordered = list(wanted)
         out.update(zip(ordered, read(ordered), strict=True))
-    return out
+    return out, parsed

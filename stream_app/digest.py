@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from schemas import SerializationError
 from schemas.fastpath import leading_strings
+from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER
 from stream_app.store import TableStore
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ FOLD_MIN = 50_000
 """Writes kept in the dict before it is folded into the arrays, at least."""
 
 _U64 = npt.NDArray[np.uint64]
+_CONFLUENT = bytes([CONFLUENT_MAGIC])  # the Confluent wire format (a five-byte header)
+_ONE_HASH = bytes([HASH_WIDTH * 2])  # Avro's zigzag varint of a sixteen-byte string's length
+_NO_HASH = b"0" * HASH_WIDTH  # in place of a hash of another length (never found)
 _NOT_A_DIGIT = 255
 _BASE36 = np.full(256, _NOT_A_DIGIT, np.uint8)
 for _i, _c in enumerate(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
@@ -77,6 +81,31 @@ def stored_hashes(value: bytes) -> bytes:
     return leading_strings(value, 1)[0]
 
 
+def held_hashes(value: bytes) -> bytes:
+    """A stored record's ``listing_hashes`` for the digest. One sixteen-byte hash (a one-byte
+    length, 32, right after the header) is sliced out; anything else is read by ``leading_strings``.
+    For a record it cannot be read from, a space, which no content hash is: its key's events are
+    read from the store, never taken as unchanged or new."""
+    if value[5:6] == _ONE_HASH and value[:1] == _CONFLUENT:
+        return value[6:22]
+    if value[10:11] == _ONE_HASH and value[:2] == SINGLE_OBJECT_MARKER:
+        return value[11:27]
+    try:
+        return stored_hashes(value)
+    except (IndexError, SerializationError):
+        return b" "
+
+
+def _compact(key: bytes, held: bytes) -> list[bytes] | None:
+    """The tokens of a record's hashes if the arrays can hold it (else None: the dict holds it)."""
+    if len(key) != KEY_WIDTH:
+        return None
+    if len(held) == HASH_WIDTH:
+        return [held]
+    tokens = held.split(b" ")
+    return tokens if all(len(t) == HASH_WIDTH for t in tokens) else None
+
+
 class PartitionDigest:
     def __init__(self) -> None:
         self._keys: _U64 = np.zeros(0, np.uint64)
@@ -84,110 +113,119 @@ class PartitionDigest:
         self._span = 1  # the most tokens any key has in the arrays
         self._other: dict[bytes, bytes | None] = {}
         """Keys not in the arrays' form, and every write since the arrays were built (None: deleted)."""
-
-    def load(self, hashes_by_key: Iterable[tuple[bytes, bytes]]) -> None:
-        """Records of the partition as stored, (key, ``listing_hashes``), at a build; ``fold`` after the last."""
-        self._other.update(hashes_by_key)
-        if len(self._other) >= FOLD_MIN:
-            self.fold()
+        self._loaded: list[tuple[_U64, _U64]] = []  # loaded but not yet in the arrays
 
     def __len__(self) -> int:
         """Entries held (a token per key in the arrays, a key in the dict)."""
-        return len(self._keys) + len(self._other)
+        return len(self._keys) + sum(len(k) for k, _ in self._loaded) + len(self._other)
+
+    def load(self, hashes_by_key: Iterable[tuple[bytes, bytes]]) -> None:
+        """Records of the partition as stored, (key, ``listing_hashes``), each key once, at a
+        build (before any ``update``); ``fold`` after the last. Held as numbers at once: 16
+        bytes a hash, no Python object."""
+        keys: list[bytes] = []
+        hashes: list[bytes] = []
+        for key, held in hashes_by_key:
+            tokens = _compact(key, held)
+            if tokens is None:
+                self._other[key] = held
+            else:
+                keys.extend([key] * len(tokens))
+                hashes.extend(tokens)
+        self._loaded.append(self._as_numbers(keys, hashes))
+
+    def _as_numbers(self, keys: list[bytes], hashes: list[bytes]) -> tuple[_U64, _U64]:
+        """Keys and hashes as numbers; a key with a byte that is not a digit goes to the dict."""
+        numbers, keys_ok = _numbers(keys, KEY_WIDTH, _BASE36, 36)
+        hash_numbers, hashes_ok = _numbers(hashes, HASH_WIDTH, _BASE16, 16)
+        bad = ~(keys_ok & hashes_ok)
+        if bad.any():
+            refused = np.isin(numbers, numbers[bad])  # every token of such a key, and of any sharing its number
+            tokens_of: dict[bytes, list[bytes]] = {}
+            for index in np.flatnonzero(refused).tolist():
+                tokens_of.setdefault(keys[index], []).append(hashes[index])
+            for key, tokens in tokens_of.items():
+                self._other[key] = b" ".join(tokens)  # the stored listing_hashes, as they were split
+            numbers, hash_numbers = numbers[~refused], hash_numbers[~refused]
+        return numbers, hash_numbers
 
     def update(self, changes: Mapping[bytes, bytes | None]) -> None:
         """Records written to the partition (stored CurrentRecords; None: deleted)."""
         other = self._other
         for key, value in changes.items():
-            other[key] = None if value is None else stored_hashes(value)
+            other[key] = None if value is None else held_hashes(value)
         if len(other) > max(FOLD_MIN, len(self._keys) // 2):
             self.fold()
 
     def classify(self, keys: list[bytes], digests: list[bytes]) -> list[int]:
         """``ABSENT``, ``UNCHANGED`` or ``READ`` for each (key, content hash) pair."""
         n = len(keys)
-        out = [READ] * n
-        compact: list[int] = []  # the pairs the arrays answer
+        if not n:
+            return []
         other = self._other
-        for i in range(n):
-            key = keys[i]
-            if key in other:
-                held = other[key]
+        in_other = np.fromiter(map(other.__contains__, keys), np.bool_, n) if other else np.zeros(n, np.bool_)
+        # a key neither in the dict nor of the arrays' width is absent: the arrays hold no other
+        compact = (np.fromiter(map(len, keys), np.int64, n) == KEY_WIDTH) & ~in_other
+        verdicts = np.full(n, ABSENT, np.int8)
+        if len(self._keys) and compact.any():
+            every = bool(compact.all())
+            at_ = np.flatnonzero(compact)
+            picked = at_.tolist()
+            asked_keys = keys if every else [keys[i] for i in picked]
+            asked = digests if every else [digests[i] for i in picked]
+            sized = np.fromiter(map(len, asked), np.int64, len(asked)) == HASH_WIDTH
+            if not sized.all():
+                asked = [h if ok else _NO_HASH for h, ok in zip(asked, sized.tolist(), strict=True)]
+            wanted_keys, keys_ok = _numbers(asked_keys, KEY_WIDTH, _BASE36, 36)
+            wanted_hashes, hashes_ok = _numbers(asked, HASH_WIDTH, _BASE16, 16)
+            stored_keys, stored = self._keys, self._hashes
+            last = len(stored_keys) - 1
+            at = np.searchsorted(stored_keys, wanted_keys)
+            present = keys_ok & (stored_keys[np.minimum(at, last)] == wanted_keys)
+            found = np.zeros(len(at), np.bool_)
+            for step in range(self._span):
+                slot = np.minimum(at + step, last)
+                found |= (stored_keys[slot] == wanted_keys) & (stored[slot] == wanted_hashes)
+            found &= present & hashes_ok & sized
+            verdicts[at_] = np.where(found, UNCHANGED, np.where(present, READ, ABSENT))
+        out: list[int] = verdicts.tolist()
+        if other:
+            for i in np.flatnonzero(in_other).tolist():
+                held = other[keys[i]]
                 out[i] = ABSENT if held is None else UNCHANGED if digests[i] in held else READ
-            elif len(key) != KEY_WIDTH:
-                out[i] = ABSENT  # the arrays hold twelve-byte keys only, and the dict does not hold it
-            else:
-                compact.append(i)
-        if not compact or not len(self._keys):
-            for i in compact:
-                out[i] = ABSENT
-            return out
-        wanted_keys, keys_ok = _numbers([keys[i] for i in compact], KEY_WIDTH, _BASE36, 36)
-        hashes = [digests[i] for i in compact]
-        sized = [len(h) == HASH_WIDTH for h in hashes]
-        wanted_hashes, hashes_ok = _numbers(
-            [h if s else b"0" * HASH_WIDTH for h, s in zip(hashes, sized, strict=True)], HASH_WIDTH, _BASE16, 16
-        )
-        hashes_ok &= np.array(sized, np.bool_)
-        stored_keys, stored_hashes_ = self._keys, self._hashes
-        last = len(stored_keys) - 1
-        at = np.searchsorted(stored_keys, wanted_keys)
-        first = np.minimum(at, last)
-        present = keys_ok & (stored_keys[first] == wanted_keys)
-        found = np.zeros(len(compact), np.bool_)
-        for step in range(self._span):
-            slot = np.minimum(at + step, last)
-            found |= (stored_keys[slot] == wanted_keys) & (stored_hashes_[slot] == wanted_hashes)
-        found &= present & hashes_ok
-        for i, is_present, is_found in zip(compact, present.tolist(), found.tolist(), strict=True):
-            out[i] = UNCHANGED if is_found else READ if is_present else ABSENT
         return out
 
     def fold(self) -> None:
-        """The dict's writes into the arrays; keys and hashes not in the arrays' form stay in it."""
-        other = self._other
+        """The loaded records and the dict's writes into the arrays, in one sort; keys and hashes
+        not in the arrays' form stay in the dict."""
+        other, self._other = self._other, {}
         written, written_ok = _numbers([k for k in other if len(k) == KEY_WIDTH], KEY_WIDTH, _BASE36, 36)
         written = written[written_ok]  # a key not in the arrays' form is not in them
-        keep = ~np.isin(self._keys, written) if len(written) and len(self._keys) else np.ones(len(self._keys), np.bool_)
+        kept_keys, kept_hashes = self._keys, self._hashes
+        if len(written) and len(kept_keys):
+            keep = ~np.isin(kept_keys, written)
+            kept_keys, kept_hashes = kept_keys[keep], kept_hashes[keep]
         add_keys: list[bytes] = []
         add_hashes: list[bytes] = []
-        left: dict[bytes, bytes | None] = {}
         for key, held in other.items():
             if held is None:
                 continue
-            tokens = held.split(b" ")
-            if len(key) != KEY_WIDTH or any(len(t) != HASH_WIDTH for t in tokens):
-                left[key] = held
-                continue
-            add_keys.extend([key] * len(tokens))
-            add_hashes.extend(tokens)
-        new_keys, keys_ok = _numbers(add_keys, KEY_WIDTH, _BASE36, 36)
-        new_hashes, hashes_ok = _numbers(add_hashes, HASH_WIDTH, _BASE16, 16)
-        bad = ~(keys_ok & hashes_ok)
-        if bad.any():
-            # every token of a key with one refused (and of any key whose number matches it) stays in the dict
-            refused = np.isin(new_keys, new_keys[bad])
-            for index in np.flatnonzero(refused).tolist():
-                left[add_keys[index]] = other[add_keys[index]]
-            new_keys, new_hashes = new_keys[~refused], new_hashes[~refused]
-        keys = np.concatenate([self._keys[keep], new_keys])
-        hashes = np.concatenate([self._hashes[keep], new_hashes])
+            tokens = _compact(key, held)
+            if tokens is None:
+                self._other[key] = held
+            else:
+                add_keys.extend([key] * len(tokens))
+                add_hashes.extend(tokens)
+        parts = [(kept_keys, kept_hashes), *self._loaded, self._as_numbers(add_keys, add_hashes)]
+        self._loaded = []
+        keys = np.concatenate([k for k, _ in parts])
+        hashes = np.concatenate([h for _, h in parts])
         order = np.lexsort((hashes, keys))
         self._keys, self._hashes = keys[order], hashes[order]
-        if len(keys):
-            _, counts = np.unique(self._keys, return_counts=True)
-            self._span = int(counts.max())
-        self._other = left
-
-
-def held_hashes(value: bytes) -> bytes:
-    """A stored record's ``listing_hashes`` for the digest; for a record they cannot be read from,
-    a space, which no content hash is: its key's events are read from the store, never taken as
-    unchanged or new."""
-    try:
-        return stored_hashes(value)
-    except (IndexError, SerializationError):
-        return b" "
+        self._span = 1
+        if len(keys) > 1:
+            starts = np.flatnonzero(np.concatenate([[True], self._keys[1:] != self._keys[:-1]]))
+            self._span = int(np.diff(np.append(starts, len(keys))).max())
 
 
 async def build(items: Iterable[tuple[bytes, bytes]], yield_every: int = 20_000) -> PartitionDigest:

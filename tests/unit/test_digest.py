@@ -12,7 +12,7 @@ import pytest
 from schemas import CURRENT_RECORD, make_serde
 from stream_app import digest as digest_module
 from stream_app.dedup import Dedup
-from stream_app.digest import ABSENT, READ, UNCHANGED, Digests, PartitionDigest, build
+from stream_app.digest import ABSENT, READ, UNCHANGED, Digests, PartitionDigest, build, held_hashes, stored_hashes
 from tests.unit.fakes import DictTableStore
 from tests.unit.test_dedup import Harness
 
@@ -34,6 +34,33 @@ def stored(hashes: str) -> bytes:
             "updated_at": 0,
         },
     )
+
+
+@pytest.mark.parametrize("registry", [None, {"url": "mock://digest"}])
+def test_a_single_hash_is_sliced_as_the_record_is_read(registry: dict[str, str] | None) -> None:
+    """The build's shortcut for a record of one hash gives what reading the field gives, in both
+    wire formats, for every length of hashes around the shortcut's."""
+    serde = make_serde(registry)
+    rng = random.Random(5)
+    seen_lengths = set()
+    for _ in range(300):
+        hashes = "".join(rng.choice(HEX + " ") for _ in range(rng.choice([0, 1, 15, 16, 16, 16, 17, 33, 70])))
+        value = serde.encode(
+            "current",
+            CURRENT_RECORD,
+            {
+                "listing_hashes": hashes,
+                "isin": "X",
+                "country_code": "",
+                "listings": [],
+                "change": "NEW",
+                "updated_at": 0,
+            },
+        )
+        assert held_hashes(value) == stored_hashes(value) == hashes.encode()
+        seen_lengths.add(len(hashes))
+    assert {0, 16, 17, 70} <= seen_lengths
+    assert held_hashes(b"\x00\x00\x00\x00\x01") == b" "  # cut short: read from the store, never decided here
 
 
 def truth(model: dict[bytes, bytes], key: bytes, digest: bytes) -> int:
@@ -78,6 +105,7 @@ def test_the_digest_answers_as_the_stored_records_do(seed: int, monkeypatch: pyt
     digest.load(items[150:])
     digest.fold()
     exact_queries = 0
+    ever = {key: list(hashes.split(b" ")) for key, hashes in model.items()}  # every hash a key ever had
     for _round in range(30):
         changes: dict[bytes, bytes | None] = {}
         for _ in range(rng.randrange(1, 30)):
@@ -90,15 +118,20 @@ def test_the_digest_answers_as_the_stored_records_do(seed: int, monkeypatch: pyt
                 hashes = some_hashes(rng)
                 changes[key] = stored(hashes.decode())
                 model[key] = hashes
+                ever.setdefault(key, []).extend(hashes.split(b" "))
         digest.update(changes)
         keys: list[bytes] = []
         digests: list[bytes] = []
         for _ in range(200):
-            known = list(model)
-            key = rng.choice(known) if known and rng.random() < 0.7 else a_key(rng)
-            if key in model and rng.random() < 0.6:
-                digests.append(rng.choice(model[key].split(b" ")))
+            pick = rng.random()
+            if pick < 0.5 and model:  # a key held now, with one of its hashes or another
+                key = rng.choice(list(model))
+                digests.append(rng.choice(model[key].split(b" ")) if rng.random() < 0.6 else a_hash(rng))
+            elif pick < 0.8:  # a key held once (deleted, or changed since), with a hash it had
+                key = rng.choice(list(ever))
+                digests.append(rng.choice(ever[key]))
             else:
+                key = a_key(rng)
                 digests.append(a_hash(rng))
             keys.append(key)
         for key, digest_, verdict in zip(keys, digests, digest.classify(keys, digests), strict=True):
@@ -223,3 +256,26 @@ def test_the_loop_writes_the_same_with_and_without_the_digest(tmp_path: Path, se
     assert on.dedup.stats.unchanged == off.dedup.stats.unchanged > 200
     assert on.dedup.stats.deleted == off.dedup.stats.deleted > 0
     assert on.store.keys_read * 2 < off.store.keys_read  # type: ignore[attr-defined]
+
+
+def test_a_key_that_is_not_base_36_never_stands_for_one_that_is() -> None:
+    """'#' is no base-36 digit: read as 255 at the last place, "AAAAAAAAAAA#" comes to the same
+    number as "AAAAAAAAAAH3" (255 = 7 * 36 + 3). Neither a write nor a load of the one may change
+    what the digest says of the other."""
+    valid, other, first, second = b"AAAAAAAAAAH3", b"AAAAAAAAAAA#", b"0123456789abcdef", b"fedcba9876543210"
+    digest = PartitionDigest()
+    digest.load([(valid, first)])
+    digest.fold()
+    digest.update({other: stored(second.decode())})
+    digest.update({other: None})
+    digest.fold()
+    assert digest.classify([valid, other], [first, second]) == [UNCHANGED, ABSENT]
+    loaded = PartitionDigest()
+    loaded.load([(valid, first), (other, second)])
+    loaded.fold()
+    assert loaded.classify([valid, other, valid, other], [first, second, second, first]) == [
+        UNCHANGED,
+        UNCHANGED,
+        READ,
+        READ,
+    ]
