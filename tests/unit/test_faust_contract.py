@@ -413,3 +413,22 @@ def test_the_table_opens_its_partitions_with_bounded_rocksdb_memory(fresh: Batch
     db = partition_db(store, 0)  # opened with those options: a put and a get work
     db[b"k"] = b"v"
     assert db[b"k"] == b"v"
+
+
+def test_every_assignment_drops_the_dedup_loops_table_digests(
+    fresh: BatchingApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust's recovery, standby copies and other workers write the table's stores outside the
+    dedup loop: the app's partitions-assigned signal must drop every digest the loop holds."""
+    from stream_app import feed_process
+    from stream_app.digest import PartitionDigest
+
+    started: list[str] = []
+    monkeypatch.setattr(feed_process.FeedProcess, "start", lambda self: started.append("start"))
+    monkeypatch.setattr(feed_process.FeedProcess, "assign", lambda self, partitions: started.append("assign"))
+    digests = stream_context(fresh).dedup._digests
+    digests._held[0] = PartitionDigest()  # type: ignore[index]  # as after the first batch of partition 0
+    assert digests.get(0) is not None
+    fresh.loop.run_until_complete(fresh.on_partitions_assigned.send(assigned=set()))
+    assert digests.get(0) is None
+    assert started == ["assign", "start"]  # the signal's handler ran through
