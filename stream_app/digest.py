@@ -124,16 +124,23 @@ class PartitionDigest:
         """Records of the partition as stored, (key, ``listing_hashes``), each key once, at a
         build (before any ``update``); ``fold`` after the last. Held as numbers at once: 16
         bytes a hash, no Python object."""
+        self._loaded.append(self._held_as_numbers(hashes_by_key))
+
+    def _held_as_numbers(self, hashes_by_key: Iterable[tuple[bytes, bytes | None]]) -> tuple[_U64, _U64]:
+        """(key, ``listing_hashes``) as the arrays' numbers, a token an entry; what they cannot
+        hold goes to the dict, a deleted key (None) nowhere."""
         keys: list[bytes] = []
         hashes: list[bytes] = []
         for key, held in hashes_by_key:
+            if held is None:
+                continue
             tokens = _compact(key, held)
             if tokens is None:
                 self._other[key] = held
             else:
                 keys.extend([key] * len(tokens))
                 hashes.extend(tokens)
-        self._loaded.append(self._as_numbers(keys, hashes))
+        return self._as_numbers(keys, hashes)
 
     def _as_numbers(self, keys: list[bytes], hashes: list[bytes]) -> tuple[_U64, _U64]:
         """Keys and hashes as numbers; a key with a byte that is not a digit goes to the dict."""
@@ -212,18 +219,7 @@ class PartitionDigest:
                 slot = np.minimum(at + step, last)
                 drop[slot[keys[slot] == written]] = True
             keys, hashes = keys[~drop], hashes[~drop]
-        add_keys: list[bytes] = []
-        add_hashes: list[bytes] = []
-        for key, held in other.items():
-            if held is None:
-                continue
-            tokens = _compact(key, held)
-            if tokens is None:
-                self._other[key] = held
-            else:
-                add_keys.extend([key] * len(tokens))
-                add_hashes.extend(tokens)
-        parts = [*self._loaded, self._as_numbers(add_keys, add_hashes)]
+        parts = [*self._loaded, self._held_as_numbers(other.items())]
         self._loaded = []
         new_keys = np.concatenate([k for k, _ in parts])
         new_hashes = np.concatenate([h for _, h in parts])
