@@ -35,8 +35,8 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas import SerializationError
-from schemas.fastpath import leading_strings
 from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER
+from stream_app.records import listing_hashes
 from stream_app.store import TableStore
 
 logger = logging.getLogger(__name__)
@@ -77,14 +77,9 @@ def _numbers(
     return out, ok
 
 
-def stored_hashes(value: bytes) -> bytes:
-    """A stored record's ``listing_hashes`` (a CurrentRecord's first field)."""
-    return leading_strings(value, 1)[0]
-
-
 def held_hashes(value: bytes) -> bytes:
     """A stored record's ``listing_hashes`` for the digest. One sixteen-byte hash (a one-byte
-    length, 32, right after the header) is sliced out; anything else is read by ``leading_strings``.
+    length, 32, right after the header) is sliced out; anything else is read by ``records.listing_hashes``.
     For a record it cannot be read from, a space, which no content hash is: its key's events are
     read from the store, never taken as unchanged or new."""
     if value[5:6] == _ONE_HASH and value[:1] == _CONFLUENT:
@@ -92,7 +87,7 @@ def held_hashes(value: bytes) -> bytes:
     if value[10:11] == _ONE_HASH and value[:2] == SINGLE_OBJECT_MARKER:
         return value[11:27]
     try:
-        return stored_hashes(value)
+        return listing_hashes(value)
     except (IndexError, SerializationError):
         return b" "
 
