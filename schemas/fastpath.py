@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.catalog import ISIN_EVENT, LISTING_CHANGE
+from schemas.catalog import ISIN_EVENT, LISTING_CHANGE, AvroSchema
 from schemas.serde import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, Serde, SerializationError
 
 
@@ -183,12 +183,14 @@ def _after_string(data: bytes, i: int) -> int:
 
 
 class ExactEvents:
-    """``body_at(value)``: where the Avro body of an IsinEvent written in exactly this version's
-    schema starts, or None for any other value (another version, another schema, not Avro in a
-    known wire format). The answer for each wire-format header is remembered."""
+    """``body_at(value)``: where the Avro body of an IsinEvent (or of ``schema``) written in
+    exactly this version's schema starts, or None for any other value (another version, another
+    schema, not Avro in a known wire format). The answer for each wire-format header is
+    remembered."""
 
-    def __init__(self, serde: Serde) -> None:
+    def __init__(self, serde: Serde, schema: AvroSchema = ISIN_EVENT) -> None:
         self._serde = serde
+        self._schema = schema
         self._exact: dict[bytes, bool] = {}
 
     def body_at(self, value: bytes) -> int | None:
@@ -199,7 +201,7 @@ class ExactEvents:
         head = bytes(value[:body])
         exact = self._exact.get(head)
         if exact is None:
-            exact = self._exact[head] = self._serde.writes_exactly(value, ISIN_EVENT)
+            exact = self._exact[head] = self._serde.writes_exactly(value, self._schema)
         return body if exact else None
 
 

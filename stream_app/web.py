@@ -79,18 +79,19 @@ class Isin(ApiView):
         key = value.encode()
         ctx = self.ctx
         partition = partition_for(key, ctx.settings.topic_partitions)
-        try:
-            owner = self.app.router.key_store(ctx.table.name, key)
-        except KeyError:
-            return self.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
-        mine = ident(URL(str(owner))) == ident(URL(str(self.app.conf.canonical_url)))
         topic_partition = TP(ctx.settings.topic_current, partition)
+        # the assignment the router's key_store reads too: this worker's actives, a set lookup
+        mine = self.app.assignor.is_active(topic_partition)
         from_standby = not mine and ctx.settings.query_standbys and standby_caught_up(self.app, topic_partition)
         raw = ctx.store.get(partition, key) if mine or from_standby else None
         served_by = "owner" if mine else "standby"
         if raw is None and not mine:
             # the owner answers for its partition, and decides a miss (an ISIN may have been
             # added since a standby copy's last fetch)
+            try:
+                owner = self.app.router.key_store(ctx.table.name, key)
+            except KeyError:
+                return self.error(503, "no worker owns this ISIN's partition yet (rebalancing); retry", isin=value)
             forwarded = await self._forward(request, key, owner, value)
             if forwarded is not None:
                 return forwarded
@@ -100,7 +101,7 @@ class Isin(ApiView):
             return self.error(503, "the table is recovering or rebalancing; retry", isin=value, headers=headers)
         if raw is None:
             return self.error(404, "not found", isin=value, headers=headers)
-        return self.json(record_json(ctx.serde.decode(raw).record), headers=headers)
+        return self.json(ctx.record_json(raw), headers=headers)
 
     async def _forward(self, request: Request, key: bytes, owner: Any, value: str) -> Response | None:
         """The owner's answer, through Faust's router; None if the partition became ours meanwhile."""
@@ -236,7 +237,7 @@ class IsinList(ApiView):
 
         out = []
         for _key, value in heapq.merge(*(scan(p) for p in self.local_partitions())):
-            out.append(record_json(ctx.serde.decode(value).record))
+            out.append(ctx.record_json(value))
             if len(out) >= limit:
                 break
         return out

@@ -24,7 +24,6 @@ from core.golden import FIELDS, LOOKUP_FIELDS, clean
 from core.kafka import partition_for
 from stream_app.feed import FeedUnavailable
 from stream_app.identifier_index import identifier, index_partition
-from stream_app.records import record_json
 from stream_app.web_base import HOP_HEADER, MAX_PAGE, SERVED_BY_HEADER, ApiView, ident
 
 
@@ -100,7 +99,7 @@ class Lookup(ApiView):
         partition = partition_for(key, ctx.settings.topic_partitions)
         if partition in self.local_partitions():
             raw = ctx.store.get(partition, key)
-            return None if raw is None else record_json(ctx.serde.decode(raw).record)
+            return None if raw is None else ctx.record_json(raw)
         try:
             owner = URL(str(self.app.router.key_store(ctx.table.name, key)))
         except KeyError:
