@@ -25,13 +25,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from core.failpoints import failpoint
 from schemas import CURRENT_RECORD, DEAD_LETTER, END_OF_RUN, ISIN_EVENT, LISTING_CHANGE, Serde, SerializationError
 from schemas.fastrecords import EventReader, fast_encoder
 from stream_app.changes import backfill_changes, listing_changes
-from stream_app.dedup_io import UNCHANGED, DedupStats, Output, Parsed, Reindex, read_segment
+from stream_app.dedup_io import UNCHANGED, DedupStats, Output, Parsed, Reindex, read_segment, unswept
 from stream_app.digest import Digests
 from stream_app.fresh import FreshIsin
 from stream_app.golden import Golden
@@ -191,6 +192,9 @@ class Dedup:
         await self._commit(partition, pending, seen_runs, records[-1].offset)
         self._committed(partition, stats)
         self.stats.last_event_at = time.time()
+
+    def _swept_by_reads(self) -> None:
+        self.stats.sweeps_read += 1
 
     def forget_digests(self) -> None:
         """Something other than this loop may have written the store (a rebalance: Faust's
@@ -372,18 +376,12 @@ class Dedup:
     async def _sweep(self, partition: int, run_id: str, source: str, at_ms: int, slot_ms: int | None = None) -> int:
         """Remove ``source`` from records of ``partition`` it listed but ``run_id`` did not."""
         slot_ms = at_ms if slot_ms is None else slot_ms
-        seen = self._seen.keys(partition, run_id)
-        next_seen = next(seen, None)
         src = source.encode()
         changes: dict[bytes, bytes | None] = {}
-        scanned = 0
-        for key, value in self._store.items(partition):
-            scanned += 1
-            if not scanned % SWEEP_YIELD_EVERY:
-                await asyncio.sleep(0)
-            while next_seen is not None and next_seen < key:
-                next_seen = next(seen, None)
-            if next_seen == key or src not in value:
+        digest = self._digests.get(partition)
+        seen = partial(self._seen.keys, partition, run_id)
+        async for key, value in unswept(self._store, digest, partition, seen, SWEEP_YIELD_EVERY, self._swept_by_reads):
+            if src not in value:
                 continue
             record = self._serde.decode(value).record
             if not any(item["source"] == source for item in record["listings"]):

@@ -1,16 +1,18 @@
 """What the dedup loop (``stream_app/dedup.py``) works with: the output it writes to, the reindex
-callback of a run whose seen ISINs were lost, its counters, and the batched read of a segment's
-stored records."""
+callback of a run whose seen ISINs were lost, its counters, the batched read of a segment's
+stored records, and the records an end-of-run sweep looks at."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from schemas import SerializationError
 from schemas.fastpath import leading_strings
 from stream_app.digest import ABSENT, READ, PartitionDigest
+from stream_app.store import TableStore
 
 
 class Output(Protocol):
@@ -41,6 +43,7 @@ class DedupStats:
     markers: int = 0
     sweeps: int = 0
     sweeps_skipped: int = 0
+    sweeps_read: int = 0  # sweeps that read only the records of keys their run lacked (``unswept``)
     reindexed_runs: int = 0
     redelivered: int = 0  # records delivered again that the table held already: skipped
     first_event_at: float = 0.0  # wall-clock time this worker began its first batch
@@ -112,3 +115,46 @@ def read_segment(
         ordered = list(wanted)
         out.update(zip(ordered, read(ordered), strict=True))
     return out, parsed
+
+
+SWEEP_READS_AT_MOST = 0.25
+"""The share of a partition's keys up to which a sweep reads the records of its run's missing keys
+by key (a multi-get a chunk) instead of walking the partition: a point read costs a few times a
+step of the walk."""
+
+
+async def unswept(
+    store: TableStore,
+    digest: PartitionDigest | None,
+    partition: int,
+    seen: Callable[[], Iterator[bytes]],
+    yield_every: int,
+    on_reads: Callable[[], None] = lambda: None,
+) -> AsyncIterator[tuple[bytes, bytes]]:
+    """The partition's records whose keys the run lacks (``seen()``: the run's keys in byte
+    order, a key possibly more than once), in key order, yielding to the event loop every
+    ``yield_every`` records looked at.
+
+    With the partition's digest (which holds its every key) and few such keys, only their records
+    are read (``on_reads`` is told); else the partition is walked beside the run's keys."""
+    if digest is not None:
+        keys, held = digest.unseen(seen())
+        if len(keys) <= held * SWEEP_READS_AT_MOST:
+            on_reads()
+            read = store.reader(partition)
+            for start in range(0, len(keys), yield_every):
+                chunk = keys[start : start + yield_every]
+                for key, value in zip(chunk, read(chunk), strict=True):
+                    if value is not None:
+                        yield key, value
+                await asyncio.sleep(0)
+            return
+    keys_seen = seen()
+    next_seen = next(keys_seen, None)
+    for scanned, (key, value) in enumerate(store.items(partition), start=1):
+        if not scanned % yield_every:
+            await asyncio.sleep(0)
+        while next_seen is not None and next_seen < key:
+            next_seen = next(keys_seen, None)
+        if next_seen != key:
+            yield key, value

@@ -54,8 +54,9 @@ _CONFLUENT = bytes([CONFLUENT_MAGIC])  # the Confluent wire format (a five-byte 
 _ONE_HASH = bytes([HASH_WIDTH * 2])  # Avro's zigzag varint of a sixteen-byte string's length
 _NO_HASH = b"0" * HASH_WIDTH  # in place of a hash of another length (never found)
 _NOT_A_DIGIT = 255
+_DIGITS36 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", np.uint8)
 _BASE36 = np.full(256, _NOT_A_DIGIT, np.uint8)
-for _i, _c in enumerate(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
+for _i, _c in enumerate(_DIGITS36.tolist()):
     _BASE36[_c] = _i
 _BASE16 = np.full(256, _NOT_A_DIGIT, np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
@@ -228,6 +229,38 @@ class PartitionDigest:
             at = np.searchsorted(keys, new_keys)
             keys, hashes = np.insert(keys, at, new_keys), np.insert(hashes, at, new_hashes)
         self._keys, self._hashes = keys, hashes
+
+    def unseen(self, seen: Iterable[bytes]) -> tuple[list[bytes], int]:
+        """The keys the partition holds that ``seen`` lacks, in byte order, and how many keys it
+        holds: what an end-of-run sweep must read, without reading the rest. Base-36 numbers keep
+        the keys' byte order, so the arrays' keys come back sorted."""
+        self.fold()  # the writes since into the arrays: every key there is held, the dict's too
+        seen = list(seen)
+        fixed = [k for k in seen if len(k) == KEY_WIDTH]
+        numbers, ok = _numbers(fixed, KEY_WIDTH, _BASE36, 36)
+        held = self._keys
+        missing: _U64 = held
+        if len(held):
+            held = held[np.concatenate(([True], held[1:] != held[:-1]))]  # a key once, not a token
+            missing = held[~np.isin(held, numbers[ok])]
+        out = _as_keys(missing)
+        if self._other:
+            given = set(seen)
+            out = sorted([*out, *(k for k in self._other if k not in given)])
+        return out, len(held) + len(self._other)
+
+
+def _as_keys(numbers: _U64) -> list[bytes]:
+    """Base-36 numbers of the arrays back to their twelve-byte keys."""
+    if not len(numbers):
+        return []
+    digits = np.zeros((len(numbers), KEY_WIDTH), np.uint8)
+    rest = numbers.copy()
+    for column in range(KEY_WIDTH - 1, -1, -1):
+        digits[:, column] = rest % np.uint64(36)
+        rest //= np.uint64(36)
+    blob = _DIGITS36[digits].tobytes()
+    return [blob[i : i + KEY_WIDTH] for i in range(0, len(blob), KEY_WIDTH)]
 
 
 async def build(items: Iterable[tuple[bytes, bytes]], yield_every: int = 20_000) -> PartitionDigest:

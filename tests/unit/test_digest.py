@@ -105,7 +105,7 @@ def test_the_digest_answers_as_the_stored_records_do(seed: int, monkeypatch: pyt
     digest.load(items[:150])
     digest.load(items[150:])
     digest.fold()
-    exact_queries = 0
+    exact_queries = unseen_checks = 0
     ever = {key: list(hashes.split(b" ")) for key, hashes in model.items()}  # every hash a key ever had
     for _round in range(30):
         changes: dict[bytes, bytes | None] = {}
@@ -121,6 +121,13 @@ def test_the_digest_answers_as_the_stored_records_do(seed: int, monkeypatch: pyt
                 model[key] = hashes
                 ever.setdefault(key, []).extend(hashes.split(b" "))
         digest.update(changes)
+        if _round % 3 == 2:  # a sweep's question (it folds: not every round, so the dict answers too)
+            seen = [k for k in model if rng.random() < 0.8] + [a_key(rng) for _ in range(5)] + rng.sample(list(ever), 3)
+            seen += seen[: len(seen) // 4]  # a key may come more than once
+            rng.shuffle(seen)
+            given = set(seen)
+            assert digest.unseen(iter(seen)) == (sorted(k for k in model if k not in given), len(model))
+            unseen_checks += 1
         keys: list[bytes] = []
         digests: list[bytes] = []
         for _ in range(200):
@@ -143,6 +150,7 @@ def test_the_digest_answers_as_the_stored_records_do(seed: int, monkeypatch: pyt
             else:  # any other hash of a present key may be sent to the store (which decides as before)
                 assert verdict == expected or (verdict == READ and expected == UNCHANGED), (key, digest_)
     assert exact_queries > 4000
+    assert unseen_checks == 10
     assert len(digest._keys) > 100
 
 
@@ -214,7 +222,8 @@ def harness(tmp_path: Path, digest: bool) -> Harness:
 def test_the_loop_writes_the_same_with_and_without_the_digest(tmp_path: Path, seed: int) -> None:
     """Days of two sources' runs (ISINs dropped, changed, back, twice in a run), fed in batches cut at
     random (markers inside batches), and a store written behind the loop's back: the same records
-    sent and stored, with about a third of the keys read (the rest: listings changed, or back after a day away)."""
+    sent and stored, with about a third of the keys read (the rest: listings changed, or back after a day away),
+    and the same listings removed whether a sweep walks the partition or reads its run's missing keys."""
     rng = random.Random(seed)
     pool = ["".join(rng.choice(string.ascii_uppercase + string.digits) for _ in range(12)).encode() for _ in range(80)]
     pool += [b"us0378331005", b"SHORT"]  # keys the digest's arrays do not hold
@@ -257,6 +266,9 @@ def test_the_loop_writes_the_same_with_and_without_the_digest(tmp_path: Path, se
     assert on.dedup.stats.unchanged == off.dedup.stats.unchanged > 200
     assert on.dedup.stats.deleted == off.dedup.stats.deleted > 0
     assert on.store.keys_read * 2 < off.store.keys_read  # type: ignore[attr-defined]
+    # sweeps read the records of a run's missing keys where they were few, and walked the rest
+    assert 0 < on.dedup.stats.sweeps_read < on.dedup.stats.sweeps == off.dedup.stats.sweeps
+    assert off.dedup.stats.sweeps_read == 0
 
 
 def test_a_key_that_is_not_base_36_never_stands_for_one_that_is() -> None:
@@ -280,3 +292,6 @@ def test_a_key_that_is_not_base_36_never_stands_for_one_that_is() -> None:
         READ,
         READ,
     ]
+    assert loaded.unseen([other]) == ([valid], 2)  # the one seen does not stand for the other
+    assert loaded.unseen([valid]) == ([other], 2)
+    assert digest.unseen([other]) == ([valid], 1)
