@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from schemas import SerializationError
-from schemas.fastpath import leading_strings
+from schemas.fastpath import hash_and_run
 from stream_app.digest import ABSENT, READ, PartitionDigest
 from stream_app.store import TableStore
 
@@ -78,7 +78,7 @@ def read_segment(
     start: int,
 ) -> tuple[dict[bytes, bytes | None], Parsed]:
     """The events from ``start`` up to the next end-of-run marker, each read once (content hash,
-    run id), and the stored records of their keys, in one multi-get: one call into RocksDB for a
+    run id: ``hash_and_run``), and the stored records of their keys, in one multi-get: one call into RocksDB for a
     fetch's worth of keys, not one per event.
 
     With the partition's ``digest`` it is asked first: a key absent from the partition is None
@@ -95,7 +95,7 @@ def read_segment(
         if rec.key is None:
             break
         try:
-            item = leading_strings(value, 2)
+            item = hash_and_run(value)
         except (IndexError, SerializationError):
             parsed.append(None)
             continue

@@ -18,7 +18,7 @@ from confluent_kafka import TopicPartition
 from core.errors import BrokerError
 from core.kafka.ranges import read_ranges, reading_consumer
 from schemas import SerializationError
-from schemas.fastpath import leading_strings
+from schemas.fastpath import hash_and_run
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class RawRangeReader:
                     if key is None or value is None:
                         continue
                     try:
-                        if leading_strings(value, 2)[1] == run:
+                        if hash_and_run(value)[1] == run:
                             keys.append(key)
                     except (IndexError, SerializationError):
                         continue

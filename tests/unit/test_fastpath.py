@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas import CURRENT_RECORD, ISIN_EVENT, content_hash, make_serde
-from schemas.fastpath import EventEncoder, leading_strings, zigzag_varint
+from schemas.fastpath import EventEncoder, hash_and_run, leading_strings, zigzag_varint
 
 TEXT = string.ascii_letters + string.digits + " .,;-_/ÄÖÜéèñ€“”漢字"
 
@@ -71,6 +71,37 @@ def test_leading_strings_read_the_first_fields_in_both_wire_formats() -> None:
             "updated_at": 0,
         }
         assert leading_strings(serde.encode("c", CURRENT_RECORD, current), 1) == [b"a b"]
+
+
+def test_hash_and_run_reads_what_leading_strings_reads_whatever_the_bytes() -> None:
+    """Events of every shape in both wire formats, cut short at every length and with bytes
+    flipped: the same two strings, or the same exception, as ``leading_strings(value, 2)``."""
+
+    def outcome(read: Any, value: bytes) -> Any:
+        try:
+            return read(value)
+        except Exception as exc:
+            return type(exc)
+
+    rng = random.Random(8)
+    compared = sliced = 0
+    for registry in (None, {"url": "mock://fastpath-hash-and-run"}):
+        serde = make_serde(registry)
+        for n in range(120):
+            record = random_record(rng, "s", "r" * rng.choice([0, 1, 31, 63, 64, 200]), n)
+            if n % 3 == 0:
+                record["content_hash"] = "".join(rng.choices("0123456789abcdef", k=rng.choice([15, 16, 17])))
+            value = serde.encode("t", ISIN_EVENT, record)
+            variants = [value[:cut] for cut in range(0, 40)] + [value]
+            flipped = bytearray(value)
+            flipped[rng.randrange(min(30, len(value)))] ^= 1 << rng.randrange(8)
+            variants.append(bytes(flipped))
+            for v in variants:
+                expected = outcome(lambda x: leading_strings(x, 2), v)
+                assert outcome(hash_and_run, v) == expected, v
+                compared += 1
+            sliced += len(record["content_hash"]) == 16 and len(record["run_id"]) < 64
+    assert compared > 9000 and sliced > 50
 
 
 def test_zigzag_varints_are_fastavros_longs_at_every_width() -> None:
