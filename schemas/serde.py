@@ -158,10 +158,12 @@ class Serde:
             return bytes(data[2:10]) == schema.fingerprint
         if data[:1] == bytes([CONFLUENT_MAGIC]) and len(data) >= 5:
             try:
-                _, _, written = self._by_registry_id(int.from_bytes(data[1:5], "big"))
+                _, writer, written = self._by_registry_id(int.from_bytes(data[1:5], "big"))
             except SerializationError:
                 return False
-            return bool(written == schema.fingerprint)
+            # the parsing canonical form leaves out logical types: a registered schema with the
+            # same fields but a plain long where ours has a timestamp is another schema here
+            return bool(written == schema.fingerprint and writer == schema.parsed)
         return False
 
     def _by_registry_id(self, schema_id: int) -> tuple[AvroSchema, Any, bytes]:

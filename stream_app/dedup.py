@@ -361,7 +361,8 @@ class Dedup:
         at_ms = int(finished.timestamp() * 1000) if hasattr(finished, "timestamp") else int(finished)
         slot = marker.get("slot")
         slot_ms = None if slot is None else (int(slot.timestamp() * 1000) if hasattr(slot, "timestamp") else int(slot))
-        deleted = await self._sweep(partition, run_id, source, at_ms, slot_ms)
+        listed = int(marker["events"]) + len(kept)  # at most the run's keys here
+        deleted = await self._sweep(partition, run_id, source, at_ms, slot_ms, listed)
         self._seen.finish(partition, run_id, offset)
         self.stats.sweeps += 1
         logger.info(
@@ -373,14 +374,23 @@ class Dedup:
             marker["events"],
         )
 
-    async def _sweep(self, partition: int, run_id: str, source: str, at_ms: int, slot_ms: int | None = None) -> int:
+    async def _sweep(
+        self,
+        partition: int,
+        run_id: str,
+        source: str,
+        at_ms: int,
+        slot_ms: int | None = None,
+        listed: int | None = None,
+    ) -> int:
         """Remove ``source`` from records of ``partition`` it listed but ``run_id`` did not."""
         slot_ms = at_ms if slot_ms is None else slot_ms
         src = source.encode()
         changes: dict[bytes, bytes | None] = {}
         digest = self._digests.get(partition)
         seen = partial(self._seen.keys, partition, run_id)
-        async for key, value in unswept(self._store, digest, partition, seen, SWEEP_YIELD_EVERY, self._swept_by_reads):
+        pairs = unswept(self._store, digest, partition, seen, SWEEP_YIELD_EVERY, listed, self._swept_by_reads)
+        async for key, value in pairs:
             if src not in value:
                 continue
             record = self._serde.decode(value).record

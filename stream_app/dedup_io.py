@@ -129,26 +129,31 @@ async def unswept(
     partition: int,
     seen: Callable[[], Iterator[bytes]],
     yield_every: int,
+    listed: int | None = None,
     on_reads: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[tuple[bytes, bytes]]:
     """The partition's records whose keys the run lacks (``seen()``: the run's keys in byte
     order, a key possibly more than once), in key order, yielding to the event loop every
-    ``yield_every`` records looked at.
+    ``yield_every`` records or keys looked at.
 
     With the partition's digest (which holds its every key) and few such keys, only their records
-    are read (``on_reads`` is told); else the partition is walked beside the run's keys."""
+    are read (``on_reads`` is told); else the partition is walked beside the run's keys. ``listed``,
+    an upper bound on the run's keys here (its events and kept ISINs), lets a run that lacks more
+    than a quarter of the partition go to the walk without asking the digest."""
     if digest is not None:
-        keys, held = digest.unseen(seen())
-        if len(keys) <= held * SWEEP_READS_AT_MOST:
-            on_reads()
-            read = store.reader(partition)
-            for start in range(0, len(keys), yield_every):
-                chunk = keys[start : start + yield_every]
-                for key, value in zip(chunk, read(chunk), strict=True):
-                    if value is not None:
-                        yield key, value
-                await asyncio.sleep(0)
-            return
+        held = digest.keys_held()
+        if listed is None or held - listed <= held * SWEEP_READS_AT_MOST:
+            keys = await digest.unseen(seen(), yield_every)
+            if len(keys) <= held * SWEEP_READS_AT_MOST:
+                on_reads()
+                read = store.reader(partition)
+                for start in range(0, len(keys), yield_every):
+                    chunk = keys[start : start + yield_every]
+                    for key, value in zip(chunk, read(chunk), strict=True):
+                        if value is not None:
+                            yield key, value
+                    await asyncio.sleep(0)
+                return
     keys_seen = seen()
     next_seen = next(keys_seen, None)
     for scanned, (key, value) in enumerate(store.items(partition), start=1):

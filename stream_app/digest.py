@@ -29,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
 
 import numpy as np
 import numpy.typing as npt
@@ -230,24 +231,41 @@ class PartitionDigest:
             keys, hashes = np.insert(keys, at, new_keys), np.insert(hashes, at, new_hashes)
         self._keys, self._hashes = keys, hashes
 
-    def unseen(self, seen: Iterable[bytes]) -> tuple[list[bytes], int]:
-        """The keys the partition holds that ``seen`` lacks, in byte order, and how many keys it
-        holds: what an end-of-run sweep must read, without reading the rest. Base-36 numbers keep
-        the keys' byte order, so the arrays' keys come back sorted."""
-        self.fold()  # the writes since into the arrays: every key there is held, the dict's too
-        seen = list(seen)
-        fixed = [k for k in seen if len(k) == KEY_WIDTH]
-        numbers, ok = _numbers(fixed, KEY_WIDTH, _BASE36, 36)
+    def _held_keys(self) -> _U64:
+        """Every key of the arrays once (not a token each), after folding the writes since."""
+        self.fold()
         held = self._keys
-        missing: _U64 = held
-        if len(held):
-            held = held[np.concatenate(([True], held[1:] != held[:-1]))]  # a key once, not a token
-            missing = held[~np.isin(held, numbers[ok])]
-        out = _as_keys(missing)
-        if self._other:
-            given = set(seen)
-            out = sorted([*out, *(k for k in self._other if k not in given)])
-        return out, len(held) + len(self._other)
+        return held[np.concatenate(([True], held[1:] != held[:-1]))] if len(held) else held
+
+    def keys_held(self) -> int:
+        """How many keys the partition holds (it folds the writes since)."""
+        return len(self._held_keys()) + len(self._other)
+
+    async def unseen(self, seen: Iterator[bytes], chunk: int = 20_000) -> list[bytes]:
+        """The keys the partition holds that ``seen`` lacks, in byte order: what an end-of-run
+        sweep must read, without reading the rest. ``seen`` is taken ``chunk`` keys at a time,
+        each marked on the arrays' keys with ``searchsorted``, yielding to the event loop between
+        chunks. Base-36 numbers keep the keys' byte order, so the arrays' keys come back sorted.
+
+        Only the dedup loop of the partition writes the digest, and it is waiting on this."""
+        held = self._held_keys()
+        other = self._other
+        marked = np.zeros(len(held), np.bool_)
+        other_seen: set[bytes] = set()
+        last = len(held) - 1
+        while part := list(islice(seen, chunk)):
+            numbers, ok = _numbers([k for k in part if len(k) == KEY_WIDTH], KEY_WIDTH, _BASE36, 36)
+            numbers = numbers[ok]  # a key that is not base 36 stands for no key of the arrays
+            if len(held) and len(numbers):
+                at = np.minimum(np.searchsorted(held, numbers), last)
+                marked[at[held[at] == numbers]] = True
+            if other:
+                other_seen.update(k for k in part if k in other)
+            await asyncio.sleep(0)
+        out = _as_keys(held[~marked])
+        if other:
+            out = sorted([*out, *(k for k in other if k not in other_seen)])
+        return out
 
 
 def _as_keys(numbers: _U64) -> list[bytes]:

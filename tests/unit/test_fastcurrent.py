@@ -106,8 +106,30 @@ def _with_change(serde: Any, record: dict[str, Any], index: int) -> bytes:
     return serde.encode("c", CURRENT_RECORD, record)[:10] + buf.getvalue()
 
 
-def test_a_record_of_the_previous_version_goes_to_the_serde() -> None:
-    """A table written by the previous version is read through Avro schema resolution, as before."""
+def test_a_timestamp_out_of_datetimes_range_goes_to_the_serde() -> None:
+    serde = make_serde(None)
+    record = {**random_current(random.Random(6)), "updated_at": 2**62}
+    raw = serde.encode("c", CURRENT_RECORD, record)
+    assert CurrentJson(serde)(raw) is None
+
+
+def test_the_workers_json_form_is_read_straight_or_decoded_alike() -> None:
+    """StreamContext.record_json, which the HTTP API answers with: a record of this version and
+    one of the previous version (read by the serde) both in ``records.record_json``'s form."""
+    from stream_app.context import StreamContext
+
+    serde = make_serde(None)
+    ctx = StreamContext(None, serde, None, None, None, None, None, None)  # type: ignore[arg-type]
+    current = serde.encode("c", CURRENT_RECORD, random_current(random.Random(12)))
+    assert ctx.record_json(current) == record_json(serde.decode(current).record)
+    previous = _previous_version_record()
+    assert CurrentJson(serde)(previous) is None
+    assert ctx.record_json(previous) == record_json(serde.decode(previous).record)
+    assert ctx.record_json(previous)["golden"] == {}  # the default Avro resolution fills in
+
+
+def _previous_version_record() -> bytes:
+    """A CurrentRecord as the previous version wrote it (before the golden view's fields)."""
     old = AvroSchema.from_text((REPO / "schemas/avro/history/current_record.v1.avsc").read_text())
     record = {
         "listing_hashes": "a",
@@ -128,7 +150,7 @@ def test_a_record_of_the_previous_version_goes_to_the_serde() -> None:
     }
     body = io.BytesIO()
     schemaless_writer(body, old.parsed, record)
-    assert CurrentJson(make_serde(None))(b"\xc3\x01" + old.fingerprint + body.getvalue()) is None
+    return b"\xc3\x01" + old.fingerprint + body.getvalue()
 
 
 def test_remembered_timestamps_are_forgotten_in_bulk_and_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,3 +165,25 @@ def test_remembered_timestamps_are_forgotten_in_bulk_and_read_again(monkeypatch:
         raw = serde.encode("c", CURRENT_RECORD, random_current(rng))
         assert read(raw) == record_json(serde.decode(raw).record)
         assert len(fastcurrent._STAMPS) <= 3
+
+
+def test_a_registered_schema_that_differs_only_in_a_logical_type_goes_to_the_serde() -> None:
+    """The parsing canonical form leaves out logical types: another writer's schema with a plain
+    long for ``updated_at`` has our fingerprint, and its records are the serde's to read."""
+    import struct
+
+    from confluent_kafka.schema_registry import Schema
+
+    serde = make_serde({"url": "mock://fastcurrent-logical"})
+    parsed = json.loads(CURRENT_RECORD.text)
+    for field in parsed["fields"]:
+        if field["name"] == "updated_at":
+            field["type"] = "long"
+    loose = AvroSchema.from_text(json.dumps(parsed))
+    assert loose.fingerprint == CURRENT_RECORD.fingerprint
+    schema_id = serde._registry.register_schema("other-value", Schema(loose.text, "AVRO"))
+    body = io.BytesIO()
+    schemaless_writer(body, loose.parsed, {**random_current(random.Random(2)), "updated_at": 1_795_000_000_123})
+    raw = b"\x00" + struct.pack(">I", schema_id) + body.getvalue()
+    assert CurrentJson(serde)(raw) is None
+    assert record_json(serde.decode(raw).record)["updated_at"] == 1_795_000_000_123

@@ -104,6 +104,24 @@ def test_hash_and_run_reads_what_leading_strings_reads_whatever_the_bytes() -> N
     assert compared > 9000 and sliced > 50
 
 
+def test_a_producers_event_is_sliced_without_leading_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import schemas.fastpath as fastpath
+
+    calls: list[int] = []
+    monkeypatch.setattr(fastpath, "leading_strings", lambda value, count: calls.append(count) or [b"", b""])
+    rng = random.Random(9)
+    for registry in (None, {"url": "mock://fastpath-sliced"}):
+        serde = make_serde(registry)
+        for n in range(20):
+            record = random_record(rng, "s", "r" * rng.choice([0, 1, 63]), n)
+            record["content_hash"] = "".join(rng.choices("0123456789abcdef", k=16))
+            value = serde.encode("t", ISIN_EVENT, record)
+            assert hash_and_run(value) == [record["content_hash"].encode(), record["run_id"].encode()]
+        record["run_id"] = "r" * 64  # a two-byte length: the general reader
+        assert hash_and_run(serde.encode("t", ISIN_EVENT, record)) == [b"", b""]
+    assert calls == [2, 2]
+
+
 def test_zigzag_varints_are_fastavros_longs_at_every_width() -> None:
     from io import BytesIO
 
