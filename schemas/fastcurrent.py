@@ -16,6 +16,7 @@ version, a truncated or malformed body, a string that is not UTF-8, a timestamp 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -76,13 +77,30 @@ def _count(v: bytes, i: int) -> tuple[int, int]:
     return count, i
 
 
-def _strings_map(v: bytes, i: int) -> tuple[dict[str, str], int]:
-    out: dict[str, str] = {}
+Read = Callable[[bytes, int], tuple[Any, int]]
+"""Reads one value at an index: (the value, the index after it)."""
+
+
+def _array(v: bytes, i: int, item: Read) -> tuple[list[Any], int]:
+    """An Avro array: blocks of items until a zero count."""
+    out: list[Any] = []
+    count, i = _count(v, i)
+    while count:
+        for _ in range(count):
+            value, i = item(v, i)
+            out.append(value)
+        count, i = _count(v, i)
+    return out, i
+
+
+def _map(v: bytes, i: int, item: Read = _string) -> tuple[dict[str, Any], int]:
+    """An Avro map: blocks of (string key, item) until a zero count; a later key wins, as in fastavro."""
+    out: dict[str, Any] = {}
     count, i = _count(v, i)
     while count:
         for _ in range(count):
             name, i = _string(v, i)
-            out[name], i = _string(v, i)
+            out[name], i = item(v, i)
         count, i = _count(v, i)
     return out, i
 
@@ -90,12 +108,12 @@ def _strings_map(v: bytes, i: int) -> tuple[dict[str, str], int]:
 def _listing(v: bytes, i: int) -> tuple[dict[str, Any], int]:
     # Listing: source, attributes, content_hash, run_id, first_seen_at, changed_at, fields
     source, i = _string(v, i)
-    attributes, i = _strings_map(v, i)
+    attributes, i = _map(v, i)
     content_hash, i = _string(v, i)
     run_id, i = _string(v, i)
     first_seen_at, i = _stamp(v, i)
     changed_at, i = _stamp(v, i)
-    fields, i = _strings_map(v, i)
+    fields, i = _map(v, i)
     listing = {
         "source": source,
         "attributes": attributes,
@@ -108,55 +126,38 @@ def _listing(v: bytes, i: int) -> tuple[dict[str, Any], int]:
     return listing, i
 
 
+def _golden_value(v: bytes, i: int) -> tuple[dict[str, str], int]:
+    value, i = _string(v, i)
+    source, i = _string(v, i)
+    return {"value": value, "source": source}, i
+
+
+def _identifier(v: bytes, i: int) -> tuple[dict[str, Any], int]:
+    value, i = _string(v, i)
+    sources, i = _array(v, i, _string)
+    return {"value": value, "sources": sources}, i
+
+
+def _conflict(v: bytes, i: int) -> tuple[dict[str, Any], int]:
+    field, i = _string(v, i)
+    values, i = _map(v, i)
+    return {"field": field, "values": values}, i
+
+
 def _read_current(v: bytes, i: int) -> dict[str, Any]:
     # CurrentRecord: listing_hashes (left out of the JSON form), isin, country_code, listings,
     # change, updated_at, golden, identifiers, conflicts
     i = _after_string(v, i)
     isin, i = _string(v, i)
     country_code, i = _string(v, i)
-    listings: list[dict[str, Any]] = []
-    count, i = _count(v, i)
-    while count:
-        for _ in range(count):
-            listing, i = _listing(v, i)
-            listings.append(listing)
-        count, i = _count(v, i)
+    listings, i = _array(v, i, _listing)
     symbol, i = _varint(v, i)
     if not 0 <= symbol < len(_CHANGE):
         raise _Malformed
     updated_at, i = _stamp(v, i)
-    golden: dict[str, dict[str, str]] = {}
-    count, i = _count(v, i)
-    while count:
-        for _ in range(count):
-            name, i = _string(v, i)
-            value, i = _string(v, i)
-            chosen, i = _string(v, i)
-            golden[name] = {"value": value, "source": chosen}
-        count, i = _count(v, i)
-    identifiers: dict[str, dict[str, Any]] = {}
-    count, i = _count(v, i)
-    while count:
-        for _ in range(count):
-            name, i = _string(v, i)
-            value, i = _string(v, i)
-            sources: list[str] = []
-            n, i = _count(v, i)
-            while n:
-                for _ in range(n):
-                    source, i = _string(v, i)
-                    sources.append(source)
-                n, i = _count(v, i)
-            identifiers[name] = {"value": value, "sources": sources}
-        count, i = _count(v, i)
-    conflicts: list[dict[str, Any]] = []
-    count, i = _count(v, i)
-    while count:
-        for _ in range(count):
-            field, i = _string(v, i)
-            values, i = _strings_map(v, i)
-            conflicts.append({"field": field, "values": values})
-        count, i = _count(v, i)
+    golden, i = _map(v, i, _golden_value)
+    identifiers, i = _map(v, i, _identifier)
+    conflicts, i = _array(v, i, _conflict)
     if i != len(v):
         raise _Malformed
     return {

@@ -17,8 +17,8 @@ from schemas.catalog import AvroSchema
 from schemas.fastcurrent import CurrentJson
 from schemas.fastpath import avro_string, zigzag_varint
 from stream_app.records import record_json
-from tests.conftest import REPO
 from tests.unit.test_fastrecords import random_current
+from tests.unit.test_serde import previous_version_record
 
 
 def _json(value: Any) -> str:  # what the HTTP view writes (Faust's json.dumps, compact)
@@ -122,35 +122,10 @@ def test_the_workers_json_form_is_read_straight_or_decoded_alike() -> None:
     ctx = StreamContext(None, serde, None, None, None, None, None, None)  # type: ignore[arg-type]
     current = serde.encode("c", CURRENT_RECORD, random_current(random.Random(12)))
     assert ctx.record_json(current) == record_json(serde.decode(current).record)
-    previous = _previous_version_record()
+    previous = previous_version_record()
     assert CurrentJson(serde)(previous) is None
     assert ctx.record_json(previous) == record_json(serde.decode(previous).record)
     assert ctx.record_json(previous)["golden"] == {}  # the default Avro resolution fills in
-
-
-def _previous_version_record() -> bytes:
-    """A CurrentRecord as the previous version wrote it (before the golden view's fields)."""
-    old = AvroSchema.from_text((REPO / "schemas/avro/history/current_record.v1.avsc").read_text())
-    record = {
-        "listing_hashes": "a",
-        "isin": "US0378331005",
-        "country_code": "US",
-        "listings": [
-            {
-                "source": "s",
-                "attributes": {"n": "v"},
-                "content_hash": "a",
-                "run_id": "r",
-                "first_seen_at": 1,
-                "changed_at": 2,
-            }
-        ],
-        "change": "NEW",
-        "updated_at": 2,
-    }
-    body = io.BytesIO()
-    schemaless_writer(body, old.parsed, record)
-    return b"\xc3\x01" + old.fingerprint + body.getvalue()
 
 
 def test_remembered_timestamps_are_forgotten_in_bulk_and_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
